@@ -1,0 +1,7 @@
+"""`python -m renderer` is the `nrender` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

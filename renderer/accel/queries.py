@@ -1,0 +1,96 @@
+"""Batched ray queries against a triangle set, for tests, tools and benchmarks.
+
+    queries = TriangleQueries(device, triangles)          # triangles [T, 3, 3]
+    hits = queries.closest_hit(origins, directions)       # t, triangle (input index), uv
+
+Runs shaders/scene/trace_rays.slang: the same traversal the path tracer uses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..device import RenderDevice
+from .bvh import Bvh, build_bvh
+
+MODULE = ("scene/trace_rays.slang", "trace_rays")
+MODE_CLOSEST, MODE_BRUTE_FORCE, MODE_ANY = 0, 1, 2
+MISS = 0xFFFFFFFF
+
+
+@dataclass
+class RayHits:
+    t: np.ndarray  # [R] float32, t_max where missed
+    triangle: np.ndarray  # [R] int64 index into the input triangles, -1 where missed
+    barycentrics: np.ndarray  # [R, 2] (b1, b2)
+
+    @property
+    def hit(self) -> np.ndarray:
+        return self.triangle >= 0
+
+
+class TriangleQueries:
+    def __init__(self, device: RenderDevice, triangles: np.ndarray, bvh: Bvh | None = None) -> None:
+        triangles = np.asarray(triangles, np.float32).reshape(-1, 3, 3)
+        self.device = device
+        self.kernel = device.kernel(*MODULE)
+        self.bvh = bvh or build_bvh(triangles.min(axis=1), triangles.max(axis=1))
+        ordered = triangles[self.bvh.primitive_order]
+        nodes = self.kernel.records("BvhNode", self.bvh.node_count)
+        nodes["bounds_min"] = self.bvh.bounds_min
+        nodes["bounds_max"] = self.bvh.bounds_max
+        nodes["first_index"] = self.bvh.first_index
+        nodes["primitive_count"] = self.bvh.primitive_count
+        tris = self.kernel.records("TriangleVertices", len(ordered))
+        tris["p0"], tris["p1"], tris["p2"] = ordered[:, 0], ordered[:, 1], ordered[:, 2]
+        self.geometry = {
+            "nodes": device.upload(nodes),
+            "triangles": device.upload(tris),
+            "node_count": self.bvh.node_count,
+            "triangle_count": len(ordered),
+        }
+
+    def _run(
+        self, origins: np.ndarray, directions: np.ndarray, t_max: float | np.ndarray, mode: int
+    ) -> RayHits:
+        origins = np.asarray(origins, np.float32).reshape(-1, 3)
+        count = len(origins)
+        rays = self.kernel.records("Ray", count)
+        rays["origin"] = origins
+        rays["direction"] = np.asarray(directions, np.float32).reshape(-1, 3)
+        rays["t_min"] = 0.0
+        rays["t_max"] = t_max
+        hits = self.device.upload(self.kernel.records("Hit", count))
+        self.kernel.dispatch(
+            (count, 1, 1),
+            g_geometry=self.geometry,
+            g_rays=self.device.upload(rays),
+            g_hits=hits,
+            ray_count=count,
+            mode=mode,
+        )
+        out = self.device.download(hits, self.kernel.dtype("Hit"), (count,))
+        slot = out["triangle"].astype(np.int64)
+        missed = out["triangle"] == MISS
+        triangle = np.where(missed, -1, self.bvh.primitive_order[np.where(missed, 0, slot)])
+        if mode == MODE_ANY:
+            triangle = np.where(missed, -1, 0)
+        return RayHits(out["t"].copy(), triangle, out["barycentrics"].copy())
+
+    def closest_hit(
+        self, origins: np.ndarray, directions: np.ndarray, t_max: float | np.ndarray = 3.0e38
+    ) -> RayHits:
+        return self._run(origins, directions, t_max, MODE_CLOSEST)
+
+    def closest_hit_brute_force(
+        self, origins: np.ndarray, directions: np.ndarray, t_max: float | np.ndarray = 3.0e38
+    ) -> RayHits:
+        return self._run(origins, directions, t_max, MODE_BRUTE_FORCE)
+
+    def occluded(
+        self, origins: np.ndarray, directions: np.ndarray, t_max: float | np.ndarray = 3.0e38
+    ) -> np.ndarray:
+        """[R] bool: anything hit within (0, t_max)."""
+        return self._run(origins, directions, t_max, MODE_ANY).hit

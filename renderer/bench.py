@@ -1,0 +1,76 @@
+"""`nrender bench`: render throughput and BVH build time, measured in one run.
+
+Numbers are reported, never asserted: timed tests are flaky, benchmarks are not tests.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import slangpy as spy
+
+from . import __version__
+from .accel import build_bvh
+from .render import Renderer
+from .scene import load_scene
+
+
+def random_triangle_soup(count: int, seed: int = 0) -> np.ndarray:
+    """[N, 3, 3] small random triangles in a 10^3 box (a stand-in for a scanned mesh)."""
+    rng = np.random.default_rng(seed)
+    centres = rng.random((count, 1, 3), np.float32) * 10
+    return centres + rng.normal(scale=0.02, size=(count, 3, 3)).astype(np.float32)
+
+
+def bench_bvh(count: int) -> dict[str, Any]:
+    tris = random_triangle_soup(count)
+    bvh = build_bvh(tris.min(axis=1), tris.max(axis=1))
+    return {
+        "triangles": count,
+        "build_seconds": round(bvh.build_seconds, 3),
+        "nodes": bvh.node_count,
+        "depth": bvh.depth,
+    }
+
+
+def bench_render(
+    scene_path: Path, device: str, resolution: tuple[int, int], spp: int
+) -> dict[str, Any]:
+    scene = load_scene(scene_path)
+    scene.camera.resolution = resolution
+    start = time.perf_counter()
+    renderer = Renderer(scene, device=device)
+    renderer.render(spp=1)  # compiles the kernel and warms caches
+    setup = time.perf_counter() - start
+    result = renderer.render(spp=spp)
+    pixels = resolution[0] * resolution[1]
+    return {
+        "scene": str(scene_path),
+        "device": renderer.device.description,
+        "resolution": list(resolution),
+        "spp": spp,
+        "setup_seconds": round(setup, 3),
+        "render_seconds": round(result.seconds, 4),
+        "samples_per_second": round(spp * pixels / result.seconds),
+        "ms_per_spp": round(1000 * result.seconds / spp, 3),
+        "triangles": renderer.buffers.stats.triangles,
+    }
+
+
+def run_benchmarks(
+    *, scene_path: Path, device: str, resolution: tuple[int, int], spp: int, bvh_triangles: int
+) -> dict[str, Any]:
+    report: dict[str, Any] = {
+        "nrender": __version__,
+        "slangpy": spy.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "render": bench_render(scene_path, device, resolution, spp),
+    }
+    if bvh_triangles > 0:
+        report["bvh_build"] = bench_bvh(bvh_triangles)
+    return report

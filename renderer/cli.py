@@ -1,0 +1,243 @@
+"""The `nrender` command: render, info and bench.
+
+Errors a user can fix (bad scene, missing file, absent device) print one line and exit
+with status 2; Ctrl-C during a render writes what has accumulated and exits with 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .device import DEVICE_CHOICES
+from .errors import NrenderError
+from .paths import default_scene_path
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+
+def _resolution(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected WIDTHxHEIGHT (e.g. 640x360), got {text!r}"
+        ) from None
+    if not (1 <= w <= 16384 and 1 <= h <= 16384):
+        raise argparse.ArgumentTypeError(f"width and height must be in [1, 16384], got {text!r}")
+    return w, h
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _format_rate(samples_per_second: float) -> str:
+    if samples_per_second >= 1e6:
+        return f"{samples_per_second / 1e6:.2f} M samples/s"
+    return f"{samples_per_second / 1e3:.1f} k samples/s"
+
+
+def _add_scene_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "scene",
+        nargs="?",
+        default=None,
+        help="scene file (.json, .gltf, .glb) or folder with scene.json "
+        "(default: the bundled scenes/default)",
+    )
+    p.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="auto = CUDA when present, else CPU (default: auto)",
+    )
+    p.add_argument("--res", type=_resolution, metavar="WxH", help="override the camera resolution")
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from .scene import load_scene
+
+    scene = load_scene(args.scene or default_scene_path())
+    if args.res:
+        scene.camera.resolution = args.res
+    return scene
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .render import Renderer
+
+    scene = _load(args)
+    renderer = Renderer(scene, device=args.device)
+    if not renderer.buffers.has_light:
+        print(
+            "nrender: warning: the scene has no light (no emission, black environment); "
+            "the image will be black",
+            file=sys.stderr,
+        )
+    job = renderer.start(
+        spp=args.spp, seed=args.seed, max_depth=args.max_depth, strategy=args.strategy
+    )
+    w, h = job.width, job.height
+    interrupted = False
+    with tqdm(
+        total=job.settings.spp,
+        unit="spp",
+        desc=f"render {w}x{h}",
+        disable=args.quiet,
+        dynamic_ncols=True,
+        file=sys.stderr,
+    ) as bar:
+        try:
+            while not job.done:
+                bar.update(job.step())
+                if job.seconds > 0:
+                    bar.set_postfix_str(_format_rate(job.spp_done * w * h / job.seconds))
+        except KeyboardInterrupt:
+            interrupted = True
+    result = job.result()
+    written = result.write_outputs(args.out, exposure=args.exposure)
+    if result.dropped_samples:
+        print(
+            f"nrender: warning: {result.dropped_samples} non-finite samples were dropped",
+            file=sys.stderr,
+        )
+    if not args.quiet:
+        rate = result.spp * w * h / max(result.seconds, 1e-9)
+        print(
+            f"{result.spp} spp at {w}x{h} on {renderer.device.description} in "
+            f"{result.seconds:.2f} s ({_format_rate(rate)})"
+        )
+    print("wrote " + ", ".join(str(p) for p in written))
+    if interrupted:
+        print(
+            f"nrender: interrupted after {result.spp} of {job.settings.spp} spp; "
+            "the images hold what was rendered",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from .render import Renderer
+
+    scene = _load(args)
+    renderer = Renderer(scene, device=args.device)
+    stats = renderer.buffers.stats
+    env = scene.environment
+    info = {
+        "scene": str(scene.source or args.scene or default_scene_path()),
+        "device": renderer.device.description,
+        "resolution": list(scene.camera.resolution),
+        "integrator": vars(scene.integrator),
+        "instances": len(scene.instances),
+        "triangles": stats.triangles,
+        "bvh": {
+            "nodes": stats.bvh_nodes,
+            "depth": stats.bvh_depth,
+            "build_seconds": round(stats.bvh_seconds, 4),
+        },
+        "lights": {
+            "emissive_triangles": stats.emitters,
+            "environment": env.kind if not env.is_black else "none",
+            "environment_sampling_probability": round(stats.environment_probability, 4),
+        },
+        "materials": len(scene.materials),
+    }
+    if args.json:
+        print(json.dumps(info, indent=2))
+    else:
+        for key, value in info.items():
+            if isinstance(value, dict):
+                value = ", ".join(f"{k}={v}" for k, v in value.items())
+            print(f"{key:>12}: {value}")
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import run_benchmarks
+
+    report = run_benchmarks(
+        scene_path=Path(args.scene) if args.scene else default_scene_path(),
+        device=args.device,
+        resolution=args.res or (128, 128),
+        spp=args.spp,
+        bvh_triangles=args.bvh_triangles,
+    )
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nrender", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"nrender {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("render", help="path trace a scene to EXR + PNG")
+    _add_scene_options(p)
+    p.add_argument("--spp", type=_positive, help="samples per pixel (default: the scene's)")
+    p.add_argument("--seed", type=int, help="random seed (default: the scene's)")
+    p.add_argument("--max-depth", type=int, help="maximum bounces (default: the scene's)")
+    p.add_argument("--strategy", choices=("mis", "nee", "bsdf"), help="light transport estimator")
+    p.add_argument(
+        "--out",
+        default="render",
+        help="output path; writes <out>.exr (linear, AOVs) and <out>.png (default: render)",
+    )
+    p.add_argument("--exposure", type=float, default=0.0, help="PNG exposure in stops (default: 0)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
+    p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("info", help="scene statistics: triangles, BVH, lights, device")
+    _add_scene_options(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("bench", help="measure render throughput and BVH build time")
+    _add_scene_options(p)
+    p.add_argument(
+        "--spp", type=_positive, default=16, help="samples per pixel to time (default: 16)"
+    )
+    p.add_argument(
+        "--bvh-triangles",
+        type=int,
+        default=1_000_000,
+        help="triangles in the BVH build benchmark; 0 skips it (default: 1000000)",
+    )
+    p.add_argument("--out", help="also write the JSON report here")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except NrenderError as exc:
+        print(f"nrender: error: {exc}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("nrender: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

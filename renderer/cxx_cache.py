@@ -1,0 +1,118 @@
+"""Persistent cache for the C++ compiles of slangpy's CPU device.
+
+The CPU device turns every kernel into C++ and builds a shared library with the system
+compiler on each run (its own shader cache does not cover this), which costs seconds to
+minutes per kernel. `install_shim` puts small `g++`/`clang++` shims first on PATH; each
+hashes the generated source and flags, serves the library from the cache when it has
+it, and otherwise runs the real compiler and stores the result (write then rename, so
+concurrent test workers never see half a file).
+
+This file also runs as the shim itself, with only the standard library, so it must not
+import anything from the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+COMPILER_NAMES = ("g++", "clang++")
+_MAX_ENTRIES = 400
+
+
+def find_real_compiler(path_env: str, skip_dir: str | None, preferred: str = "g++") -> str | None:
+    """First C++ compiler on `path_env` outside the shim folder, preferring `preferred`."""
+    dirs = [d for d in path_env.split(os.pathsep) if d and os.path.abspath(d) != skip_dir]
+    order = [preferred] + [n for n in COMPILER_NAMES if n != preferred]
+    for name in order:
+        found = shutil.which(name, path=os.pathsep.join(dirs))
+        if found:
+            return found
+    return None
+
+
+def install_shim(cache_dir: Path) -> Path:
+    """Create the shims in `cache_dir/bin` and put that folder first on this process's PATH."""
+    bin_dir = cache_dir / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    shim = Path(__file__).resolve()
+    script = (
+        f'#!/bin/sh\nexec "{sys.executable}" -S -I "{shim}" "{bin_dir}" "$(basename "$0")" "$@"\n'
+    )
+    for name in COMPILER_NAMES:
+        shim = bin_dir / name
+        if not shim.exists() or shim.read_text() != script:
+            tmp = shim.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(script)
+            tmp.chmod(0o755)
+            os.replace(tmp, shim)
+    path = os.environ.get("PATH", "")
+    parts = [p for p in path.split(os.pathsep) if os.path.abspath(p) != str(bin_dir)]
+    os.environ["PATH"] = os.pathsep.join([str(bin_dir), *parts])
+    return bin_dir
+
+
+def _cache_key(compiler: str, args: list[str]) -> tuple[str, str] | None:
+    """(key, output path) for a one-source compile-and-link, or None if not cacheable."""
+    if "-o" not in args:
+        return None
+    out_index = args.index("-o") + 1
+    if out_index >= len(args):
+        return None
+    output = args[out_index]
+    sources = [a for a in args if a.endswith((".cpp", ".cc", ".cxx", ".c"))]
+    if len(sources) != 1:
+        return None
+    digest = hashlib.sha256()
+    stat = os.stat(compiler)
+    digest.update(f"{os.path.realpath(compiler)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+    for i, arg in enumerate(args):
+        if i == out_index:
+            continue
+        if arg == sources[0]:
+            digest.update(Path(arg).read_bytes())
+        else:
+            digest.update(arg.encode())
+        digest.update(b"\0")
+    return digest.hexdigest(), output
+
+
+def _prune(store: Path) -> None:
+    entries = sorted(store.glob("*.so"), key=lambda p: p.stat().st_atime)
+    for stale in entries[: max(0, len(entries) - _MAX_ENTRIES)]:
+        stale.unlink(missing_ok=True)
+
+
+def run_shim(argv: list[str]) -> int:
+    """Entry of the shim: argv = [shim folder, invoked name, compiler args...]."""
+    bin_dir, invoked, args = os.path.abspath(argv[0]), argv[1], argv[2:]
+    compiler = find_real_compiler(os.environ.get("PATH", ""), bin_dir, preferred=invoked)
+    if compiler is None:
+        sys.stderr.write("nrender: no C++ compiler (g++ or clang++) found on PATH\n")
+        return 127
+    keyed = _cache_key(compiler, args)
+    if keyed is None:
+        return subprocess.call([compiler, *args])
+    key, output = keyed
+    store = Path(bin_dir).parent / "cxx"
+    cached = store / f"{key}.so"
+    if cached.is_file():
+        shutil.copyfile(cached, output)
+        os.utime(cached)
+        return 0
+    rc = subprocess.call([compiler, *args])
+    if rc == 0 and os.path.isfile(output):
+        store.mkdir(parents=True, exist_ok=True)
+        tmp = store / f"{key}.tmp{os.getpid()}"
+        shutil.copyfile(output, tmp)
+        os.replace(tmp, cached)
+        _prune(store)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(run_shim(sys.argv[1:]))

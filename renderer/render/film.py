@@ -1,0 +1,79 @@
+"""Render results: the accumulated image, its AOVs and per-pixel variance, and output.
+
+EXR files are linear and carry every AOV as a layer (R,G,B; albedo.*, normal.*,
+depth.Z, variance.*). PNG files are tonemapped: exposure, clamp, sRGB.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageError
+from ..image_io import LDR_SUFFIXES, linear_to_srgb, write_exr, write_ldr
+
+
+def tonemap(radiance: np.ndarray, exposure: float = 0.0) -> np.ndarray:
+    """Linear radiance [H, W, 3] -> 8-bit sRGB [H, W, 3]: scale by 2^exposure, clamp, encode."""
+    srgb = linear_to_srgb(np.asarray(radiance, np.float32) * np.float32(2.0**exposure))
+    return np.round(srgb * 255.0).astype(np.uint8)
+
+
+@dataclass
+class RenderResult:
+    """Mean of `spp` samples per pixel; arrays are [H, W, 3] unless noted."""
+
+    radiance: np.ndarray
+    variance: np.ndarray  # variance of the pixel mean (sample variance / spp)
+    albedo: np.ndarray
+    normal: np.ndarray
+    depth: np.ndarray  # [H, W]
+    spp: int
+    seconds: float = 0.0
+    dropped_samples: int = 0  # non-finite samples left out of the sums
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def resolution(self) -> tuple[int, int]:
+        return self.radiance.shape[1], self.radiance.shape[0]
+
+    def standard_error(self) -> np.ndarray:
+        return np.sqrt(np.maximum(self.variance, 0.0))
+
+    def to_srgb8(self, exposure: float = 0.0) -> np.ndarray:
+        return tonemap(self.radiance, exposure)
+
+    def write(self, path: str | os.PathLike[str], *, exposure: float = 0.0) -> Path:
+        """Write one file, its format chosen by suffix (.exr, or .png/.jpg...)."""
+        path = Path(path)
+        suffix = path.suffix.lower()
+        if suffix == ".exr":
+            write_exr(
+                path,
+                {
+                    "RGB": self.radiance,
+                    "albedo": self.albedo,
+                    "normal": self.normal,
+                    "depth.Z": self.depth,
+                    "variance": self.variance,
+                },
+            )
+        elif suffix in LDR_SUFFIXES:
+            write_ldr(path, self.to_srgb8(exposure))
+        else:
+            raise ImageError(f"{path}: unknown image type '{suffix}' (use .exr or .png)")
+        return path
+
+    def write_outputs(self, stem: str | os.PathLike[str], *, exposure: float = 0.0) -> list[Path]:
+        """Write `stem`.exr (linear, all AOVs) and `stem`.png (tonemapped)."""
+        stem = Path(stem)
+        if stem.suffix.lower() in (".exr", *LDR_SUFFIXES):
+            stem = stem.with_suffix("")
+        return [
+            self.write(stem.with_name(stem.name + ".exr")),
+            self.write(stem.with_name(stem.name + ".png"), exposure=exposure),
+        ]

@@ -1,0 +1,295 @@
+"""A Scene turned into device buffers laid out as shaders/scene/scene.slang declares them.
+
+Instances are flattened into world-space triangles, a BVH is built over them and every
+per-triangle array is put into BVH order. Struct layouts come from the kernel's
+reflection (renderer/layout.py), never from hand-written offsets.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..accel import Bvh, build_bvh
+from ..device import Kernel, RenderDevice
+from ..scene.transform import transform_normals, transform_points
+from ..scene.types import Environment, Material, Scene, Texture
+from .distributions import cdf_2d, cdf_rows
+
+INVALID_INDEX = 0xFFFFFFFF
+TEXTURE_KINDS = {"constant": 0, "image": 1, "checker": 2}
+MATERIAL_KINDS = {"diffuse": 0}
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
+
+
+@dataclass
+class Triangles:
+    """World-space triangles of all instances, in instance order."""
+
+    vertices: np.ndarray  # [T, 3, 3] float32
+    normals: np.ndarray  # [T, 3, 3] float32
+    uvs: np.ndarray  # [T, 3, 2] float32
+    material: np.ndarray  # [T] uint32
+
+    @property
+    def count(self) -> int:
+        return int(self.vertices.shape[0])
+
+
+def flatten_instances(scene: Scene, material_index: dict[str, int]) -> Triangles:
+    vertices, normals, uvs, materials = [], [], [], []
+    for instance in scene.instances:
+        mesh = scene.meshes[instance.mesh]
+        m = instance.transform
+        tri_p = transform_points(m, mesh.positions)[mesh.faces]  # [F, 3, 3]
+        if mesh.normals is not None:
+            tri_n = transform_normals(m, mesh.normals)[mesh.faces]
+        else:
+            face_n = np.cross(tri_p[:, 1] - tri_p[:, 0], tri_p[:, 2] - tri_p[:, 0])
+            length = np.linalg.norm(face_n, axis=1, keepdims=True)
+            face_n = face_n / np.where(length > 0, length, 1.0)
+            tri_n = np.repeat(face_n[:, None, :], 3, axis=1)
+        if np.linalg.det(m[:3, :3]) < 0:
+            # A mirroring transform turns the winding inside out; swap two vertices back.
+            tri_p = tri_p[:, [0, 2, 1]]
+            tri_n = tri_n[:, [0, 2, 1]]
+            tri_uv = None if mesh.uvs is None else mesh.uvs[mesh.faces][:, [0, 2, 1]]
+        else:
+            tri_uv = None if mesh.uvs is None else mesh.uvs[mesh.faces]
+        if tri_uv is None:
+            tri_uv = np.zeros((len(mesh.faces), 3, 2))
+        vertices.append(tri_p)
+        normals.append(tri_n)
+        uvs.append(tri_uv)
+        materials.append(np.full(len(mesh.faces), material_index[instance.material], np.uint32))
+    if not vertices:
+        return Triangles(
+            np.zeros((0, 3, 3), np.float32),
+            np.zeros((0, 3, 3), np.float32),
+            np.zeros((0, 3, 2), np.float32),
+            np.zeros(0, np.uint32),
+        )
+    return Triangles(
+        np.concatenate(vertices).astype(np.float32),
+        np.concatenate(normals).astype(np.float32),
+        np.concatenate(uvs).astype(np.float32),
+        np.concatenate(materials),
+    )
+
+
+@dataclass
+class SceneStats:
+    triangles: int = 0
+    bvh_nodes: int = 0
+    bvh_depth: int = 0
+    bvh_seconds: float = 0.0
+    emitters: int = 0
+    environment_probability: float = 0.0
+    upload_seconds: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _fill_texture(
+    record: np.ndarray, texture: Texture, texels: list[np.ndarray], offset: list[int]
+) -> None:
+    record["kind"] = TEXTURE_KINDS[texture.kind]
+    record["value"] = texture.value
+    record["value2"] = texture.value2
+    record["uv_scale"] = texture.uv_scale
+    if texture.kind == "image":
+        image = np.asarray(texture.image, np.float32)
+        h, w = image.shape[:2]
+        record["offset"] = offset[0]
+        record["width"] = w
+        record["height"] = h
+        rgba = np.concatenate([image.reshape(-1, 3), np.ones((h * w, 1), np.float32)], axis=1)
+        texels.append(rgba)
+        offset[0] += h * w
+
+
+def environment_weights(radiance: np.ndarray) -> np.ndarray:
+    """Sampling weights [H, W]: luminance, max-filtered so every texel that bilinear lookup
+    can make non-zero has a non-zero density, times sin(theta) for the equirect warp."""
+    lum = np.maximum(radiance @ LUMINANCE, 0.0)
+    padded = np.pad(lum, ((1, 1), (0, 0)), mode="edge")
+    padded = np.concatenate([padded[:, -1:], padded, padded[:, :1]], axis=1)
+    h, w = lum.shape
+    neighbours = np.max(
+        [
+            padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
+            for dy in (-1, 0, 1)
+            for dx in (-1, 0, 1)
+        ],
+        axis=0,
+    )
+    sin_theta = np.sin(np.pi * (np.arange(h) + 0.5) / h)
+    return neighbours * sin_theta[:, None]
+
+
+def environment_mean_radiance(env: Environment) -> float:
+    """Solid-angle mean luminance of the environment (scale included)."""
+    h, w = env.radiance.shape[:2]
+    sin_theta = np.sin(np.pi * (np.arange(h) + 0.5) / h)
+    lum = env.radiance @ LUMINANCE
+    return float(env.scale * (lum * sin_theta[:, None]).sum() / (sin_theta.sum() * w))
+
+
+class SceneBuffers:
+    """Device-side scene for one kernel; `bind()` gives the value of its `Scene` parameter."""
+
+    def __init__(self, device: RenderDevice, kernel: Kernel, scene: Scene) -> None:
+        self.device = device
+        self.kernel = kernel
+        self.stats = SceneStats()
+        names = list(scene.materials)
+        self.material_index = {name: i for i, name in enumerate(names)}
+        triangles = flatten_instances(scene, self.material_index)
+        self.stats.triangles = triangles.count
+
+        bvh = self._build_bvh(triangles)
+        order = bvh.primitive_order
+        vertices = triangles.vertices[order]
+        normals = triangles.normals[order]
+        uvs = triangles.uvs[order]
+        material_ids = triangles.material[order]
+        self.bounds = (
+            (vertices.reshape(-1, 3).min(axis=0), vertices.reshape(-1, 3).max(axis=0))
+            if triangles.count
+            else (np.zeros(3), np.zeros(3))
+        )
+
+        start = time.perf_counter()
+        emitter_of_triangle, emitters, emitter_cdf, area_power = self._emitters(
+            scene, names, vertices, material_ids
+        )
+        self.geometry = self._geometry(bvh, vertices)
+        shading = kernel.records("TriangleShading", triangles.count)
+        for k in range(3):
+            shading[f"n{k}"] = normals[:, k]
+            shading[f"uv{k}"] = uvs[:, k]
+        shading["material"] = material_ids
+        shading["emitter"] = emitter_of_triangle
+        materials, texels = self._materials([scene.materials[n] for n in names])
+        environment, env_power = self._environment(scene.environment)
+        total = env_power + area_power
+        p_env = env_power / total if total > 0 else 0.0
+        self.stats.environment_probability = p_env
+        self.lights = {
+            "emitters": device.upload(emitters),
+            "emitter_cdf": device.upload(emitter_cdf.astype(np.float32)),
+            "emitter_count": len(emitters),
+            "environment_probability": float(p_env),
+        }
+        self.shading = device.upload(shading)
+        self.materials = device.upload(materials)
+        self.texels = device.upload(texels)
+        self.environment = environment
+        extent = float(np.abs(np.concatenate(self.bounds)).max()) if triangles.count else 1.0
+        self.ray_epsilon = 2e-5 * max(1.0, extent)
+        self.stats.upload_seconds = time.perf_counter() - start
+        self.has_light = total > 0
+
+    def _build_bvh(self, triangles: Triangles) -> Bvh:
+        bvh = build_bvh(triangles.vertices.min(axis=1), triangles.vertices.max(axis=1))
+        self.stats.bvh_nodes = bvh.node_count
+        self.stats.bvh_depth = bvh.depth
+        self.stats.bvh_seconds = bvh.build_seconds
+        return bvh
+
+    def _geometry(self, bvh: Bvh, vertices: np.ndarray) -> dict[str, Any]:
+        nodes = self.kernel.records("BvhNode", bvh.node_count)
+        nodes["bounds_min"] = bvh.bounds_min
+        nodes["bounds_max"] = bvh.bounds_max
+        nodes["first_index"] = bvh.first_index
+        nodes["primitive_count"] = bvh.primitive_count
+        tris = self.kernel.records("TriangleVertices", len(vertices))
+        tris["p0"], tris["p1"], tris["p2"] = vertices[:, 0], vertices[:, 1], vertices[:, 2]
+        return {
+            "nodes": self.device.upload(nodes),
+            "triangles": self.device.upload(tris),
+            "node_count": bvh.node_count,
+            "triangle_count": len(vertices),
+        }
+
+    def _emitters(
+        self, scene: Scene, names: list[str], vertices: np.ndarray, material_ids: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        emission = np.array([scene.materials[n].emission for n in names]).reshape(-1, 3)
+        emissive = (
+            np.nonzero((emission @ LUMINANCE)[material_ids] > 0)[0]
+            if len(names)
+            else np.zeros(0, np.int64)
+        )
+        v = vertices[emissive].astype(np.float64)
+        area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+        keep = area > 0
+        emissive, area = emissive[keep], area[keep]
+        power = area * (emission[material_ids[emissive]] @ LUMINANCE) * np.pi
+        records = self.kernel.records("EmissiveTriangle", len(emissive))
+        records["triangle"] = emissive
+        records["area"] = area
+        total = power.sum()
+        records["pmf"] = power / total if total > 0 else 0.0
+        emitter_of_triangle = np.full(len(vertices), INVALID_INDEX, np.uint32)
+        emitter_of_triangle[emissive] = np.arange(len(emissive), dtype=np.uint32)
+        self.stats.emitters = len(emissive)
+        return (
+            emitter_of_triangle,
+            records,
+            cdf_rows(power) if len(power) else np.zeros(1),
+            float(total),
+        )
+
+    def _materials(self, materials: list[Material]) -> tuple[np.ndarray, np.ndarray]:
+        records = self.kernel.records("MaterialData", len(materials))
+        texels: list[np.ndarray] = []
+        offset = [0]
+        for i, material in enumerate(materials):
+            records[i]["kind"] = MATERIAL_KINDS[material.kind]
+            records[i]["emission"] = material.emission
+            _fill_texture(records[i]["albedo"], material.albedo, texels, offset)
+        texel_array = np.concatenate(texels) if texels else np.zeros((1, 4), np.float32)
+        return records, texel_array
+
+    def _environment(self, env: Environment) -> tuple[dict[str, Any], float]:
+        radiance = np.asarray(env.radiance, np.float32)
+        h, w = radiance.shape[:2]
+        marginal, conditional = cdf_2d(environment_weights(radiance))
+        angle = np.radians(env.rotation)
+        enabled = not env.is_black
+        if self.stats.triangles:
+            radius = 0.5 * float(np.linalg.norm(self.bounds[1] - self.bounds[0]))
+        else:
+            radius = 1.0
+        # Power of an infinite light as seen by the scene's bounding sphere (as in pbrt).
+        power = (
+            np.pi * np.pi * max(radius, 1e-6) ** 2 * environment_mean_radiance(env)
+            if enabled
+            else 0.0
+        )
+        rgba = np.concatenate([radiance.reshape(-1, 3), np.zeros((h * w, 1), np.float32)], axis=1)
+        return {
+            "radiance": self.device.upload(rgba),
+            "marginal_cdf": self.device.upload(marginal.astype(np.float32)),
+            "conditional_cdf": self.device.upload(conditional.reshape(-1).astype(np.float32)),
+            "width": w,
+            "height": h,
+            "scale": [float(env.scale)] * 3,
+            "rotation": [float(np.cos(angle)), float(np.sin(angle))],
+            "enabled": int(enabled),
+        }, power
+
+    def bind(self) -> dict[str, Any]:
+        """Value for the kernel's `ParameterBlock<Scene>`."""
+        return {
+            "geometry": self.geometry,
+            "shading": self.shading,
+            "materials": self.materials,
+            "texels": self.texels,
+            "environment": self.environment,
+            "lights": self.lights,
+            "ray_epsilon": float(self.ray_epsilon),
+        }

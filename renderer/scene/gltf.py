@@ -1,0 +1,110 @@
+"""A glTF 2.0 file (.gltf/.glb) loaded as a whole scene.
+
+Meshes keep their node transforms; the first perspective camera becomes the camera (or
+one is placed to frame the scene); base colour factor x texture becomes a diffuse
+albedo and emissiveFactor becomes emission. The metallic-roughness lobes map onto the
+BSDF library once it exists; until then they render as their base colour.
+glTF has no environment, so a constant white one (radiance 1) lights the scene.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import SceneError
+from ..image_io import srgb_to_linear
+from .environment import constant_map
+from .mesh_io import mesh_from_trimesh
+from .types import Camera, Environment, Instance, Material, Scene, Texture
+
+DEFAULT_HEIGHT = 480
+
+
+def _material(visual: Any) -> Material:
+    material = getattr(visual, "material", None)
+    if material is None:
+        return Material(albedo=Texture.constant([0.8, 0.8, 0.8]))
+    factor = getattr(material, "baseColorFactor", None)
+    if factor is None:
+        # Materials from OBJ/MTL carry a plain diffuse colour (sRGB, 0..255).
+        diffuse = getattr(material, "diffuse", None)
+        rgb = (
+            srgb_to_linear(np.asarray(diffuse[:3]) / 255.0)
+            if diffuse is not None
+            else np.array([0.8, 0.8, 0.8])
+        )
+    else:
+        factor = np.asarray(factor, np.float64)
+        rgb = factor[:3] / 255.0 if factor.dtype.kind in "ui" or factor.max() > 1.0 else factor[:3]
+    albedo = Texture.constant(np.clip(rgb, 0.0, 1.0))
+    image = getattr(material, "baseColorTexture", None)
+    if image is not None:
+        pixels = np.asarray(image.convert("RGB"), np.float32) / 255.0
+        albedo = Texture(
+            kind="image", image=srgb_to_linear(pixels) * albedo.value.astype(np.float32)
+        )
+    emissive = getattr(material, "emissiveFactor", None)
+    emission = np.zeros(3) if emissive is None else np.asarray(emissive, np.float64)[:3]
+    return Material(albedo=albedo, emission=np.clip(emission, 0.0, None))
+
+
+def _camera(tm_scene: Any) -> Camera:
+    if tm_scene.has_camera:
+        cam = tm_scene.camera
+        fov_x, fov_y = (float(v) for v in cam.fov)
+        aspect = np.tan(np.radians(fov_x) / 2) / np.tan(np.radians(fov_y) / 2)
+        m = np.asarray(tm_scene.camera_transform, np.float64)
+        position = m[:3, 3]
+        return Camera(
+            position=position,
+            look_at=position - m[:3, 2],
+            up=m[:3, 1],
+            fov=fov_y,
+            resolution=(max(1, round(DEFAULT_HEIGHT * aspect)), DEFAULT_HEIGHT),
+        )
+    lo, hi = np.asarray(tm_scene.bounds, np.float64)
+    centre = 0.5 * (lo + hi)
+    radius = max(0.5 * float(np.linalg.norm(hi - lo)), 1e-3)
+    fov = 40.0
+    distance = radius / np.sin(np.radians(fov) / 2)
+    return Camera(
+        position=centre + np.array([0.0, 0.25, 1.0]) / np.hypot(0.25, 1.0) * distance,
+        look_at=centre,
+        fov=fov,
+        resolution=(640, DEFAULT_HEIGHT),
+    )
+
+
+def load_gltf_scene(path: Path) -> Scene:
+    import trimesh
+
+    try:
+        tm_scene = trimesh.load(str(path), force="scene")
+    except Exception as exc:
+        raise SceneError(f"{path}: cannot read glTF file ({type(exc).__name__}: {exc})") from exc
+    scene = Scene(
+        camera=Camera(position=np.zeros(3), look_at=np.array([0.0, 0.0, -1.0])),
+        environment=Environment(kind="constant", radiance=constant_map([1.0, 1.0, 1.0])),
+        source=path,
+    )
+    for node in tm_scene.graph.nodes_geometry:
+        transform, geometry_name = tm_scene.graph[node]
+        geometry = tm_scene.geometry[geometry_name]
+        if not hasattr(geometry, "faces") or len(geometry.faces) == 0:
+            continue  # points and lines do not render
+        if geometry_name not in scene.meshes:
+            scene.meshes[geometry_name] = mesh_from_trimesh(
+                geometry, smooth=True, source=f"{path}:{geometry_name}"
+            )
+            scene.materials[geometry_name] = _material(geometry.visual)
+        m = np.asarray(transform, np.float64)
+        if not np.isfinite(m).all() or abs(np.linalg.det(m[:3, :3])) < 1e-12:
+            raise SceneError(f"{path}: node {node!r} has a non-finite or singular transform")
+        scene.instances.append(Instance(mesh=geometry_name, material=geometry_name, transform=m))
+    if not scene.instances:
+        raise SceneError(f"{path}: glTF file has no triangle meshes")
+    scene.camera = _camera(tm_scene)
+    return scene

@@ -1,0 +1,380 @@
+"""Scene format v1: a JSON file and a Python dict are the same thing, read by one path.
+
+Every key, its type and its default are documented in scenes/README.md. Unknown keys,
+keys that do not apply to the chosen type, and named materials or meshes that nothing
+uses are errors naming the file and the key.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ImageError, SceneError
+from ..image_io import read_image
+from . import environment as env_maps
+from . import shapes
+from .mesh_io import load_mesh_file
+from .reader import Section
+from .transform import compose
+from .types import (
+    STRATEGIES,
+    Camera,
+    Environment,
+    Instance,
+    Integrator,
+    Material,
+    Mesh,
+    Scene,
+    Texture,
+)
+
+SCENE_VERSION = 1
+MAX_RESOLUTION = 16384
+MAX_SPP = 1 << 20
+MAX_DEPTH = 1024
+MAX_SEGMENTS = 4096
+
+
+def load_scene(
+    source: str | os.PathLike[str] | dict[str, Any],
+    *,
+    base_dir: str | os.PathLike[str] | None = None,
+) -> Scene:
+    """Load a scene from a JSON file, a glTF/GLB file, or a dict in the same format.
+
+    Relative paths inside a dict resolve against `base_dir` (default: the working folder).
+    """
+    if isinstance(source, dict):
+        base = Path(base_dir) if base_dir is not None else Path.cwd()
+        return scene_from_dict(source, name="<scene dict>", base_dir=base)
+    path = Path(source)
+    if path.is_dir():
+        path = path / "scene.json"
+    if not path.is_file():
+        raise SceneError(f"{path}: scene file not found")
+    if path.suffix.lower() in (".gltf", ".glb"):
+        from .gltf import load_gltf_scene
+
+        return load_gltf_scene(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SceneError(f"{path}: cannot read scene file ({exc})") from exc
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise SceneError(
+            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from exc
+    scene = scene_from_dict(
+        data, name=str(path), base_dir=Path(base_dir) if base_dir else path.parent
+    )
+    scene.source = path
+    return scene
+
+
+def scene_from_dict(data: Any, *, name: str, base_dir: Path) -> Scene:
+    root = Section(data, "", name)
+    version = root.raw("version")
+    if version != SCENE_VERSION:
+        root.fail(
+            f"unsupported scene version {version!r}; this nrender reads version {SCENE_VERSION}",
+            "version",
+        )
+    reader = _SceneReader(name, base_dir)
+    camera = reader.camera(root.section("camera"))
+    integrator = reader.integrator(root.section("integrator", {}))
+    environment = reader.environment(
+        root.section("environment", {"type": "constant", "radiance": 0})
+    )
+    materials = {
+        key: reader.material(Section(value, f"materials.{key}", name))
+        for key, value in root.mapping("materials", {}).items()
+    }
+    meshes = {
+        key: reader.mesh(Section(value, f"meshes.{key}", name))
+        for key, value in root.mapping("meshes", {}).items()
+    }
+    instances = [
+        reader.instance(Section(value, f"instances[{i}]", name), materials, meshes)
+        for i, value in enumerate(root.sequence("instances", []))
+    ]
+    for kind, names, used in (
+        ("materials", materials, {i.material for i in instances}),
+        ("meshes", meshes, {i.mesh for i in instances}),
+    ):
+        for key in names:
+            if key not in used:
+                raise SceneError(f"{name}: {kind}.{key}: defined but no instance uses it")
+    root.finish()
+    return Scene(
+        camera=camera,
+        integrator=integrator,
+        environment=environment,
+        materials=materials,
+        meshes=meshes,
+        instances=instances,
+    )
+
+
+class _SceneReader:
+    """Readers for each part of a scene; paths resolve against `base_dir`."""
+
+    def __init__(self, name: str, base_dir: Path) -> None:
+        self.name = name
+        self.base_dir = base_dir
+
+    def resolve(self, s: Section, key: str) -> Path:
+        rel = s.string(key)
+        if not rel:
+            s.fail("expected a file path, got an empty string", key)
+        path = Path(rel)
+        return path if path.is_absolute() else self.base_dir / path
+
+    # --- camera and settings ----------------------------------------------------------
+    def camera(self, s: Section) -> Camera:
+        s.string("type", "perspective", choices=("perspective",))
+        position = s.vector("position", 3)
+        look_at = s.vector("look_at", 3)
+        up = s.vector("up", 3, [0.0, 1.0, 0.0])
+        fov = s.number("fov", 40.0, low=0.0, high=180.0, low_open=True, high_open=True)
+        res = s.raw("resolution", [640, 480])
+        if not isinstance(res, list) or len(res) != 2:
+            s.fail("expected [width, height]", "resolution")
+        for v in res:
+            if isinstance(v, bool) or not isinstance(v, int) or not 1 <= v <= MAX_RESOLUTION:
+                s.fail(
+                    f"width and height must be integers in [1, {MAX_RESOLUTION}], got {res}",
+                    "resolution",
+                )
+        forward = look_at - position
+        if np.linalg.norm(forward) == 0:
+            s.fail("position and look_at are the same point", "look_at")
+        if np.linalg.norm(np.cross(forward, up)) <= 1e-9 * np.linalg.norm(forward) * max(
+            np.linalg.norm(up), 1e-30
+        ):
+            s.fail("up is zero or parallel to the viewing direction", "up")
+        s.finish()
+        return Camera(
+            position=position,
+            look_at=look_at,
+            up=up,
+            fov=fov,
+            resolution=(int(res[0]), int(res[1])),
+        )
+
+    def integrator(self, s: Section) -> Integrator:
+        d = Integrator()
+        result = Integrator(
+            spp=s.integer("spp", d.spp, low=1, high=MAX_SPP),
+            max_depth=s.integer("max_depth", d.max_depth, low=0, high=MAX_DEPTH),
+            seed=s.integer("seed", d.seed, low=0, high=2**32 - 1),
+            rr_depth=s.integer("rr_depth", d.rr_depth, low=1, high=MAX_DEPTH),
+            strategy=s.string("strategy", d.strategy, choices=STRATEGIES),
+        )
+        s.finish()
+        return result
+
+    def environment(self, s: Section) -> Environment:
+        kind = s.string("type", choices=("constant", "map", "sky"))
+        scale = s.number("scale", 1.0, low=0.0)
+        env = Environment(kind=kind, scale=scale)
+        if kind == "constant":
+            env.radiance = env_maps.constant_map(s.color("radiance", 1.0))
+        elif kind == "map":
+            path = self.resolve(s, "path")
+            env.path = str(path)
+            env.rotation = s.number("rotation", 0.0)
+            try:
+                env.radiance = read_image(path)
+            except ImageError as exc:
+                s.fail(str(exc), "path")
+            if (env.radiance < 0).any():
+                s.fail(f"{path}: environment map has negative radiance", "path")
+        else:
+            env.rotation = s.number("rotation", 0.0)
+            res = s.raw("resolution", [512, 256])
+            if (
+                not isinstance(res, list)
+                or len(res) != 2
+                or not all(isinstance(v, int) and 4 <= v <= 8192 for v in res)
+            ):
+                s.fail(
+                    f"expected [width, height] with integers in [4, 8192], got {res!r}",
+                    "resolution",
+                )
+            sun = s.vector("sun_direction", 3, [0.5, 0.6, 0.3])
+            if np.linalg.norm(sun) == 0:
+                s.fail("sun_direction must not be zero", "sun_direction")
+            env.radiance = env_maps.sky_map(
+                zenith=s.color("zenith", [0.15, 0.3, 0.65]),
+                horizon=s.color("horizon", [0.75, 0.85, 1.0]),
+                ground=s.color("ground", [0.3, 0.28, 0.25]),
+                sun_direction=sun,
+                sun_radiance=s.color("sun_radiance", [2600.0, 2400.0, 2100.0]),
+                sun_angle=s.number("sun_angle", 2.0, low=0.05, high=45.0),
+                resolution=(res[0], res[1]),
+            )
+        s.finish()
+        return env
+
+    # --- materials --------------------------------------------------------------------
+    def texture(self, s: Section, key: str, default: Any) -> Texture:
+        value = s.raw(key, default)
+        if isinstance(value, (list, int, float)) and not isinstance(value, bool):
+            rgb = s.check_color(value, key)
+            return Texture.constant(rgb)
+        t = Section(value, s.key_path(key), self.name)
+        kind = t.string("type", choices=("constant", "image", "checker"))
+        uv_scale = np.ones(2)
+        if kind == "constant":
+            tex = Texture.constant(t.color("value"))
+        elif kind == "checker":
+            colors = t.sequence("colors", [[0.8, 0.8, 0.8], [0.2, 0.2, 0.2]])
+            if len(colors) != 2:
+                t.fail(f"expected two colours, got {len(colors)}", "colors")
+            tex = Texture(
+                kind="checker",
+                value=t.check_color(colors[0], "colors"),
+                value2=t.check_color(colors[1], "colors"),
+            )
+            uv_scale = self.uv_scale(t, 8.0)
+        else:
+            path = self.resolve(t, "path")
+            srgb = t.raw("srgb", None)
+            if srgb is not None and not isinstance(srgb, bool):
+                t.fail("expected true, false or null", "srgb")
+            try:
+                image = read_image(path, srgb=srgb)
+            except ImageError as exc:
+                t.fail(str(exc), "path")
+            tex = Texture(kind="image", image=image, path=str(path))
+            uv_scale = self.uv_scale(t, 1.0)
+        tex.uv_scale = uv_scale
+        t.finish()
+        return tex
+
+    @staticmethod
+    def uv_scale(t: Section, default: float) -> np.ndarray:
+        value = t.raw("scale", default)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return np.full(2, t.check_number(value, "scale", low=0.0, low_open=True))
+        scale = t.check_vector(value, "scale", 2)
+        if (scale <= 0).any():
+            t.fail("uv scale must be positive", "scale")
+        return scale
+
+    def material(self, s: Section) -> Material:
+        kind = s.string("type", choices=("diffuse",))
+        material = Material(
+            kind=kind,
+            albedo=self.texture(s, "albedo", [0.5, 0.5, 0.5]),
+            emission=s.color("emission", [0.0, 0.0, 0.0]),
+        )
+        if material.albedo.kind == "constant" and (material.albedo.value > 1).any():
+            s.fail(
+                f"albedo components must be <= 1, got {material.albedo.value.tolist()}", "albedo"
+            )
+        s.finish()
+        return material
+
+    # --- geometry ---------------------------------------------------------------------
+    def mesh(self, s: Section) -> Mesh:
+        kind = s.string("type", choices=("file", "sphere", "plane", "box", "cylinder", "torus"))
+        segments = {"low": 3, "high": MAX_SEGMENTS}
+        if kind == "file":
+            path = self.resolve(s, "path")
+            mesh = load_mesh_file(
+                path, smooth=s.boolean("smooth", True), where=f"{self.name}: {s.key_path('path')}"
+            )
+        elif kind == "sphere":
+            mesh = shapes.sphere(
+                radius=s.number("radius", 1.0, low=0.0, low_open=True),
+                segments=s.integer("segments", 64, **segments),
+                rings=s.integer("rings", 32, low=2, high=MAX_SEGMENTS),
+                smooth=s.boolean("smooth", True),
+            )
+        elif kind == "plane":
+            size = s.vector("size", 2, [1.0, 1.0])
+            if (size <= 0).any():
+                s.fail(f"plane size must be positive, got {size.tolist()}", "size")
+            mesh = shapes.plane((float(size[0]), float(size[1])))
+        elif kind == "box":
+            size = s.vector("size", 3, [1.0, 1.0, 1.0])
+            if (size <= 0).any():
+                s.fail(f"box size must be positive, got {size.tolist()}", "size")
+            mesh = shapes.box(tuple(float(v) for v in size))
+        elif kind == "cylinder":
+            mesh = shapes.cylinder(
+                radius=s.number("radius", 1.0, low=0.0, low_open=True),
+                height=s.number("height", 2.0, low=0.0, low_open=True),
+                segments=s.integer("segments", 64, **segments),
+                caps=s.boolean("caps", True),
+                smooth=s.boolean("smooth", True),
+            )
+        else:
+            major = s.number("major_radius", 1.0, low=0.0, low_open=True)
+            mesh = shapes.torus(
+                major_radius=major,
+                minor_radius=s.number("minor_radius", 0.25, low=0.0, high=major, low_open=True),
+                segments=s.integer("segments", 64, **segments),
+                rings=s.integer("rings", 32, low=3, high=MAX_SEGMENTS),
+                smooth=s.boolean("smooth", True),
+            )
+        if s.boolean("flip_normals", False):
+            # Turns a closed shape inside out: front faces (and emission) point inwards.
+            mesh.faces = mesh.faces[:, ::-1].copy()
+            if mesh.normals is not None:
+                mesh.normals = -mesh.normals
+        s.finish()
+        return mesh
+
+    def transform(self, s: Section | None) -> np.ndarray:
+        if s is None:
+            return np.eye(4)
+        if s.has("matrix"):
+            rows = s.sequence("matrix")
+            if len(rows) != 4:
+                s.fail("expected 4 rows of 4 numbers", "matrix")
+            m = np.stack([s.check_vector(row, "matrix", 4) for row in rows])
+            if not np.allclose(m[3], [0, 0, 0, 1]):
+                s.fail("the last row of an affine matrix must be [0, 0, 0, 1]", "matrix")
+        else:
+            scale = s.raw("scale", 1.0)
+            if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+                scale = np.full(3, s.check_number(scale, "scale"))
+            else:
+                scale = s.check_vector(scale, "scale", 3)
+            m = compose(
+                s.vector("translate", 3, [0.0, 0.0, 0.0]),
+                s.vector("rotate", 3, [0.0, 0.0, 0.0]),
+                scale,
+            )
+        s.finish()
+        det = np.linalg.det(m[:3, :3])
+        if not np.isfinite(m).all():
+            s.fail("transform has non-finite entries")
+        if abs(det) < 1e-12:
+            s.fail("transform is singular (a zero scale?)")
+        return m
+
+    def instance(
+        self, s: Section, materials: dict[str, Material], meshes: dict[str, Mesh]
+    ) -> Instance:
+        mesh = s.string("mesh")
+        if mesh not in meshes:
+            s.fail(
+                f"no mesh named {mesh!r} (defined: {', '.join(sorted(meshes)) or 'none'})", "mesh"
+            )
+        material = s.string("material")
+        if material not in materials:
+            defined = ", ".join(sorted(materials)) or "none"
+            s.fail(f"no material named {material!r} (defined: {defined})", "material")
+        transform = self.transform(s.section("transform", None))
+        s.finish()
+        return Instance(mesh=mesh, material=material, transform=transform)

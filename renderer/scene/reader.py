@@ -1,0 +1,199 @@
+"""Strict reading of scene dicts: every key is typed, range-checked and accounted for.
+
+A `Section` wraps one JSON object. Reading a key marks it used; `finish()` then rejects
+any key that was never read, so a typo or a parameter that does not apply to the chosen
+type is an error naming the key and the file instead of a silent default.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ..errors import SceneError
+
+REQUIRED: Any = object()
+
+
+def _kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return f"the number {value!r}"
+    if isinstance(value, str):
+        return f"the string {value!r}"
+    if isinstance(value, list):
+        return f"a list of {len(value)} items"
+    if isinstance(value, dict):
+        return "an object"
+    if value is None:
+        return "null"
+    return type(value).__name__
+
+
+class Section:
+    """One JSON object of a scene, read key by key."""
+
+    def __init__(self, data: Any, path: str, source: str) -> None:
+        self.path = path
+        self.source = source
+        if not isinstance(data, dict):
+            self.fail(f"expected an object, got {_kind(data)}")
+        self.data: dict[str, Any] = data
+        self.used: set[str] = set()
+
+    # --- errors -------------------------------------------------------------------------
+    def key_path(self, key: str | int) -> str:
+        if isinstance(key, int):
+            return f"{self.path}[{key}]"
+        return f"{self.path}.{key}" if self.path else key
+
+    def fail(self, message: str, key: str | int | None = None) -> SceneError:
+        where = self.key_path(key) if key is not None else (self.path or "top level")
+        raise SceneError(f"{self.source}: {where}: {message}")
+
+    # --- presence -----------------------------------------------------------------------
+    def has(self, key: str) -> bool:
+        return key in self.data
+
+    def raw(self, key: str, default: Any = REQUIRED) -> Any:
+        self.used.add(key)
+        if key not in self.data:
+            if default is REQUIRED:
+                self.fail("this key is required", key)
+            return default
+        return self.data[key]
+
+    def finish(self) -> None:
+        """Reject keys that were never read: unknown, misspelt or not used by this type."""
+        unused = [k for k in self.data if k not in self.used]
+        if unused:
+            key = unused[0]
+            known = sorted(self.used)
+            hint = f" (valid keys here: {', '.join(known)})" if known else ""
+            self.fail(f"unknown or unused key '{key}'{hint}", key)
+
+    # --- typed getters ------------------------------------------------------------------
+    def number(
+        self,
+        key: str,
+        default: Any = REQUIRED,
+        *,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+    ) -> float:
+        value = self.raw(key, default)
+        if value is default and default is not REQUIRED:
+            return value
+        return self.check_number(value, key, low, high, low_open, high_open)
+
+    def check_number(
+        self,
+        value: Any,
+        key: str | int,
+        low: float | None = None,
+        high: float | None = None,
+        low_open: bool = False,
+        high_open: bool = False,
+    ) -> float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            self.fail(f"expected a number, got {_kind(value)}", key)
+        value = float(value)
+        if not math.isfinite(value):
+            self.fail(f"expected a finite number, got {value}", key)
+        bad_low = low is not None and (value <= low if low_open else value < low)
+        bad_high = high is not None and (value >= high if high_open else value > high)
+        if bad_low or bad_high:
+            lo = "-inf" if low is None else f"{low:g}"
+            hi = "inf" if high is None else f"{high:g}"
+            left = "(" if low_open or low is None else "["
+            right = ")" if high_open or high is None else "]"
+            interval = f"{left}{lo}, {hi}{right}"
+            self.fail(f"expected a number in {interval}, got {value:g}", key)
+        return value
+
+    def integer(
+        self, key: str, default: Any = REQUIRED, *, low: int | None = None, high: int | None = None
+    ) -> int:
+        value = self.raw(key, default)
+        if value is default and default is not REQUIRED:
+            return value
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            else:
+                self.fail(f"expected an integer, got {_kind(value)}", key)
+        if (low is not None and value < low) or (high is not None and value > high):
+            self.fail(f"expected an integer in [{low}, {high}], got {value}", key)
+        return int(value)
+
+    def boolean(self, key: str, default: Any = REQUIRED) -> bool:
+        value = self.raw(key, default)
+        if not isinstance(value, bool):
+            self.fail(f"expected true or false, got {_kind(value)}", key)
+        return value
+
+    def string(
+        self, key: str, default: Any = REQUIRED, *, choices: Sequence[str] | None = None
+    ) -> str:
+        value = self.raw(key, default)
+        if not isinstance(value, str):
+            self.fail(f"expected a string, got {_kind(value)}", key)
+        if choices is not None and value not in choices:
+            self.fail(f"expected one of {', '.join(repr(c) for c in choices)}, got {value!r}", key)
+        return value
+
+    def vector(self, key: str, size: int, default: Any = REQUIRED) -> np.ndarray:
+        value = self.raw(key, default)
+        if value is default and default is not REQUIRED:
+            return np.asarray(value, dtype=np.float64)
+        return self.check_vector(value, key, size)
+
+    def check_vector(self, value: Any, key: str | int, size: int) -> np.ndarray:
+        if not isinstance(value, list) or len(value) != size:
+            self.fail(f"expected a list of {size} numbers, got {_kind(value)}", key)
+        for i, item in enumerate(value):
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                self.fail(f"item {i} must be a number, got {_kind(item)}", key)
+            if not math.isfinite(float(item)):
+                self.fail(f"item {i} must be finite, got {item}", key)
+        return np.asarray(value, dtype=np.float64)
+
+    def color(self, key: str, default: Any = REQUIRED, *, low: float = 0.0) -> np.ndarray:
+        """An RGB triple, or one number meaning grey."""
+        value = self.raw(key, default)
+        if value is default and default is not REQUIRED:
+            return np.asarray(value, dtype=np.float64)
+        return self.check_color(value, key, low=low)
+
+    def check_color(self, value: Any, key: str | int, *, low: float = 0.0) -> np.ndarray:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            rgb = np.full(3, self.check_number(value, key), dtype=np.float64)
+        else:
+            rgb = self.check_vector(value, key, 3)
+        if (rgb < low).any():
+            self.fail(f"colour components must be >= {low:g}, got {rgb.tolist()}", key)
+        return rgb
+
+    def section(self, key: str, default: Any = REQUIRED) -> Section | None:
+        value = self.raw(key, default)
+        if value is None and default is None:
+            return None
+        return Section(value, self.key_path(key), self.source)
+
+    def sequence(self, key: str, default: Any = REQUIRED) -> list[Any]:
+        value = self.raw(key, default)
+        if not isinstance(value, list):
+            self.fail(f"expected a list, got {_kind(value)}", key)
+        return value
+
+    def mapping(self, key: str, default: Any = REQUIRED) -> dict[str, Any]:
+        value = self.raw(key, default)
+        if not isinstance(value, dict):
+            self.fail(f"expected an object, got {_kind(value)}", key)
+        return value

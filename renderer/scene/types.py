@@ -1,0 +1,131 @@
+"""The in-memory scene: what a scene file or dict becomes once validated.
+
+Arrays carry their shapes in comments. Everything is host data (numpy); the render module
+turns it into device buffers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+STRATEGIES = ("mis", "nee", "bsdf")
+
+
+@dataclass
+class Camera:
+    """Pinhole camera looking from `position` at `look_at`; `fov` is vertical, in degrees."""
+
+    position: np.ndarray  # [3]
+    look_at: np.ndarray  # [3]
+    up: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))  # [3]
+    fov: float = 40.0
+    resolution: tuple[int, int] = (640, 480)  # (width, height)
+
+    def basis(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Orthonormal (forward, right, up) of the camera."""
+        forward = np.asarray(self.look_at, np.float64) - np.asarray(self.position, np.float64)
+        forward /= np.linalg.norm(forward)
+        right = np.cross(forward, np.asarray(self.up, np.float64))
+        right /= np.linalg.norm(right)
+        return forward, right, np.cross(right, forward)
+
+
+@dataclass
+class Integrator:
+    """Path tracer settings; see scenes/README.md for their meaning."""
+
+    spp: int = 64
+    max_depth: int = 8
+    seed: int = 0
+    rr_depth: int = 3
+    strategy: str = "mis"
+
+
+@dataclass
+class Texture:
+    """A colour source: constant, image (linear RGB [H, W, 3]) or checker."""
+
+    kind: str = "constant"  # constant | image | checker
+    value: np.ndarray = field(default_factory=lambda: np.full(3, 0.5))  # [3]
+    value2: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3], checker odd cells
+    image: np.ndarray | None = None  # [H, W, 3] float32, linear
+    uv_scale: np.ndarray = field(default_factory=lambda: np.ones(2))  # [2]
+    path: str | None = None
+
+    @staticmethod
+    def constant(rgb: np.ndarray | list[float]) -> Texture:
+        return Texture(kind="constant", value=np.asarray(rgb, np.float64))
+
+
+@dataclass
+class Material:
+    """A surface material; `kind` selects the BSDF (only "diffuse" so far)."""
+
+    kind: str = "diffuse"
+    albedo: Texture = field(default_factory=lambda: Texture.constant([0.5, 0.5, 0.5]))
+    emission: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3] radiance
+
+    @property
+    def is_emissive(self) -> bool:
+        return bool(np.any(self.emission > 0))
+
+
+@dataclass
+class Mesh:
+    """Indexed triangle mesh in object space."""
+
+    positions: np.ndarray  # [V, 3] float
+    faces: np.ndarray  # [F, 3] int
+    normals: np.ndarray | None = None  # [V, 3] per-vertex normals, None = flat shading
+    uvs: np.ndarray | None = None  # [V, 2]
+    source: str = ""  # where it came from, for messages
+
+    @property
+    def triangle_count(self) -> int:
+        return int(self.faces.shape[0])
+
+
+@dataclass
+class Instance:
+    """A mesh placed in the world with a material."""
+
+    mesh: str
+    material: str
+    transform: np.ndarray = field(default_factory=lambda: np.eye(4))  # [4, 4] object -> world
+
+
+@dataclass
+class Environment:
+    """Light from infinitely far away, as an equirectangular map (see environment.slang)."""
+
+    kind: str = "constant"  # constant | map | sky
+    radiance: np.ndarray = field(
+        default_factory=lambda: np.ones((1, 1, 3), np.float32)
+    )  # [H, W, 3]
+    scale: float = 1.0
+    rotation: float = 0.0  # degrees about +Y
+    path: str | None = None
+
+    @property
+    def is_black(self) -> bool:
+        return self.scale == 0.0 or not np.any(self.radiance > 0)
+
+
+@dataclass
+class Scene:
+    """A validated scene; build one with `load_scene` or field by field."""
+
+    camera: Camera
+    integrator: Integrator = field(default_factory=Integrator)
+    environment: Environment = field(default_factory=Environment)
+    materials: dict[str, Material] = field(default_factory=dict)
+    meshes: dict[str, Mesh] = field(default_factory=dict)
+    instances: list[Instance] = field(default_factory=list)
+    source: Path | None = None  # file it was loaded from, if any
+
+    @property
+    def triangle_count(self) -> int:
+        return sum(self.meshes[i.mesh].triangle_count for i in self.instances)

@@ -1,0 +1,135 @@
+"""`nrender` end to end, in subprocesses, on tiny images."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from renderer.image_io import read_image
+
+
+def nrender(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [sys.executable, "-m", "renderer", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    if check:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def test_render_default_scene_writes_exr_and_png(tmp_path: Path) -> None:
+    nrender("render", "--res", "32x24", "--spp", "2", "--out", "a/img", cwd=tmp_path)
+    exr = read_image(tmp_path / "a" / "img.exr")
+    png = read_image(tmp_path / "a" / "img.png")
+    assert exr.shape == (24, 32, 3) and png.shape == (24, 32, 3)
+    assert np.isfinite(exr).all() and exr.std() > 0.01 and png.std() > 0.01
+    # Same seed, same image; another seed, another image.
+    nrender("render", "--res", "32x24", "--spp", "2", "--out", "b", "--quiet", cwd=tmp_path)
+    np.testing.assert_array_equal(read_image(tmp_path / "b.exr"), exr)
+    nrender(
+        "render",
+        "--res",
+        "32x24",
+        "--spp",
+        "2",
+        "--seed",
+        "5",
+        "--out",
+        "c",
+        "--quiet",
+        cwd=tmp_path,
+    )
+    assert not np.array_equal(read_image(tmp_path / "c.exr"), exr)
+
+
+def test_exr_carries_aovs(tmp_path: Path) -> None:
+    import OpenEXR
+
+    nrender("render", "--res", "16x16", "--spp", "1", "--out", "x", "--quiet", cwd=tmp_path)
+    channels = set(OpenEXR.File(str(tmp_path / "x.exr"), separate_channels=True).channels())
+    assert {"R", "G", "B", "albedo.R", "normal.X", "depth.Z", "variance.R"} <= channels or {
+        "R",
+        "G",
+        "B",
+        "albedo.R",
+        "normal.R",
+        "depth.Z",
+        "variance.R",
+    } <= channels
+
+
+def test_info(tmp_path: Path) -> None:
+    out = nrender("info", "--json", cwd=tmp_path).stdout
+    import json
+
+    info = json.loads(out)
+    assert info["triangles"] > 1000 and info["lights"]["emissive_triangles"] > 0
+    assert info["bvh"]["build_seconds"] >= 0 and info["device"].startswith("cpu")
+
+
+def test_bad_scene_is_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "s.json").write_text(
+        '{"version": 1, "camera": {"position": [0,0,1], "look_at": [0,0,0]}, "lamp": 1}'
+    )
+    proc = nrender("render", "s.json", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert (
+        proc.stderr.strip() == "nrender: error: s.json: lamp: unknown or unused key 'lamp' "
+        "(valid keys here: camera, environment, instances, integrator, materials, meshes, version)"
+    )
+    assert not list(tmp_path.glob("render.*"))
+
+
+def test_existing_output_survives_failed_render(tmp_path: Path) -> None:
+    (tmp_path / "render.png").write_bytes(b"precious")
+    proc = nrender("render", "missing.json", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert (tmp_path / "render.png").read_bytes() == b"precious"
+
+
+def test_ctrl_c_writes_partial_image(tmp_path: Path) -> None:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "renderer",
+            "render",
+            "--res",
+            "24x16",
+            "--spp",
+            "1000000",
+            "--out",
+            "part",
+        ],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        # Wait until samples are accumulating (the progress bar shows a rate), then interrupt.
+        deadline = time.time() + 300
+        seen = ""
+        while "samples/s" not in seen and time.time() < deadline:
+            seen += os.read(proc.stderr.fileno(), 4096).decode(errors="replace")
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, stderr
+    assert "interrupted after" in stderr
+    image = read_image(tmp_path / "part.exr")
+    assert image.shape == (16, 24, 3) and np.isfinite(image).all() and image.max() > 0
+    assert (tmp_path / "part.png").is_file()

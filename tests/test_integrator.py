@@ -1,0 +1,223 @@
+"""The path tracer on scenes whose answer is known in closed form, plus its contracts:
+estimators agree, renders are reproducible, AOVs and conventions are what the docs say."""
+
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+import pytest
+from conftest import assert_mean_close, furnace_sphere_scene
+
+from renderer import Renderer, load_scene
+from renderer.image_io import write_ldr
+
+
+@pytest.fixture(scope="module")
+def furnace(cpu) -> Renderer:
+    return Renderer(load_scene(furnace_sphere_scene(spp=64)), cpu)
+
+
+@pytest.mark.parametrize("strategy", ["mis", "nee", "bsdf"])
+@pytest.mark.parametrize("max_depth", [1, 5])
+def test_convex_sphere_in_white_furnace(furnace: Renderer, strategy: str, max_depth: int) -> None:
+    # Albedo 0.5 under uniform radiance 1 reflects exactly 0.5 (a convex body never sees
+    # itself); everything else sees the environment, exactly 1.
+    result = furnace.render(strategy=strategy, max_depth=max_depth)
+    on_sphere = result.albedo[..., 0] == np.float32(0.5)  # every sample hit the sphere
+    background = result.depth == 0  # no sample hit anything
+    assert on_sphere.sum() > 200 and background.sum() > 200
+    values = result.radiance[on_sphere]
+    assert_mean_close(values, result.variance[on_sphere], 0.5)
+    # Per pixel too: nearly all within 4 of their own standard errors.
+    z = np.abs(values - 0.5) / np.maximum(result.standard_error()[on_sphere], 1e-6)
+    assert (z < 4).mean() > 0.99
+    np.testing.assert_array_equal(result.radiance[background], 1.0)
+
+
+@pytest.mark.parametrize("strategy", ["mis", "nee", "bsdf"])
+def test_inside_emissive_diffuse_sphere(cpu, strategy: str) -> None:
+    # Inside a closed diffuse enclosure emitting Le with albedo a, radiance is
+    # Le * (1 + a + ... + a^D) for paths of up to D bounces: 1 - 0.5^(D+1) here.
+    scene = load_scene(
+        {
+            "version": 1,
+            "camera": {
+                "position": [0.1, -0.2, 0.3],
+                "look_at": [0, 0, -1],
+                "fov": 90,
+                "resolution": [16, 16],
+            },
+            "integrator": {"spp": 32, "max_depth": 12, "rr_depth": 3},
+            "materials": {"wall": {"type": "diffuse", "albedo": 0.5, "emission": 0.5}},
+            "meshes": {
+                "room": {
+                    "type": "sphere",
+                    "smooth": False,
+                    "segments": 16,
+                    "rings": 8,
+                    "flip_normals": True,
+                }
+            },
+            "instances": [{"mesh": "room", "material": "wall"}],
+        }
+    )
+    result = Renderer(scene, cpu).render(strategy=strategy)
+    assert_mean_close(result.radiance, result.variance, 1.0 - 0.5**13)
+
+
+def lit_stage(spp: int) -> dict:
+    """Floor, a box and a sphere under a quad light and a sky: both light types matter."""
+    return {
+        "version": 1,
+        "camera": {
+            "position": [0, 2.0, 4.5],
+            "look_at": [0, 0.4, 0],
+            "fov": 45,
+            "resolution": [32, 24],
+        },
+        "integrator": {"spp": spp, "max_depth": 3, "seed": 3},
+        "environment": {
+            "type": "sky",
+            "resolution": [64, 32],
+            "sun_angle": 20.0,
+            "sun_radiance": 6.0,
+            "sun_direction": [-0.4, 0.7, 0.3],
+        },
+        "materials": {
+            "floor": {"type": "diffuse", "albedo": 0.6},
+            "red": {"type": "diffuse", "albedo": [0.7, 0.2, 0.1]},
+            "lamp": {"type": "diffuse", "albedo": 0.0, "emission": 4.0},
+        },
+        "meshes": {
+            "floor": {"type": "plane", "size": [8, 8]},
+            "block": {"type": "box", "size": [0.8, 0.8, 0.8]},
+            "ball": {"type": "sphere", "radius": 0.5, "segments": 24, "rings": 12},
+            "lamp": {"type": "plane", "size": [1.5, 1.5]},
+        },
+        "instances": [
+            {"mesh": "floor", "material": "floor"},
+            {
+                "mesh": "block",
+                "material": "red",
+                "transform": {"translate": [-0.7, 0.4, 0], "rotate": [0, 25, 0]},
+            },
+            {"mesh": "ball", "material": "floor", "transform": {"translate": [0.8, 0.5, 0.2]}},
+            {
+                "mesh": "lamp",
+                "material": "lamp",
+                "transform": {"translate": [0.3, 2.0, 0.5], "rotate": [180, 0, 0]},
+            },
+        ],
+    }
+
+
+def test_estimators_agree(cpu, out_dir) -> None:
+    renderer = Renderer(load_scene(lit_stage(spp=256)), cpu)
+    results = {s: renderer.render(strategy=s) for s in ("mis", "nee", "bsdf")}
+    for name, r in results.items():
+        write_ldr(out_dir / f"estimator_{name}.png", r.to_srgb8())
+
+    # Whole-image means and 4x4-pixel block means agree within their standard errors.
+    def blocks(a: np.ndarray) -> np.ndarray:
+        h, w = a.shape[:2]
+        return a.reshape(h // 4, 4, w // 4, 4, 3).sum(axis=(1, 3))
+
+    for a, b in (("mis", "nee"), ("mis", "bsdf"), ("nee", "bsdf")):
+        ra, rb = results[a], results[b]
+        diff = ra.radiance.mean() - rb.radiance.mean()
+        se = np.sqrt(ra.variance.sum() + rb.variance.sum()) / ra.radiance.size
+        assert abs(diff) < 5 * se, f"{a} vs {b}: image means differ by {diff} (se {se})"
+        z = (blocks(ra.radiance) - blocks(rb.radiance)) / np.sqrt(
+            blocks(ra.variance) + blocks(rb.variance) + 1e-12
+        )
+        assert (np.abs(z) < 4).mean() > 0.97, f"{a} vs {b}: block z-scores {np.abs(z).max()}"
+    # MIS is never much worse than the better of its two strategies.
+    var = {k: float(r.variance.mean()) for k, r in results.items()}
+    assert var["mis"] <= 1.5 * min(var["nee"], var["bsdf"])
+
+
+def test_same_seed_same_image_and_pass_split_invariance(cpu) -> None:
+    renderer = Renderer(load_scene(lit_stage(spp=6)), cpu)
+    a = renderer.render(seed=11)
+    b = renderer.render(seed=11)
+    np.testing.assert_array_equal(a.radiance, b.radiance)
+    job = renderer.start(seed=11)
+    job.spp_per_pass = 1  # six passes instead of one: the sums must not change
+    while not job.done:
+        job.step()
+    np.testing.assert_array_equal(job.result().radiance, a.radiance)
+    c = renderer.render(seed=12)
+    assert not np.array_equal(a.radiance, c.radiance)
+
+
+def test_aovs_of_sphere(furnace: Renderer) -> None:
+    result = furnace.render(spp=4)
+    h, w = result.depth.shape
+    centre = (h // 2, w // 2)
+    # Camera at z = 4, unit sphere: the first hit straight ahead is 3 away, facing +z.
+    assert result.depth[centre] == pytest.approx(3.0, abs=0.02)
+    np.testing.assert_allclose(result.normal[centre], [0, 0, 1], atol=0.1)
+    assert result.depth[0, 0] == 0 and (result.normal[0, 0] == 0).all()
+
+
+def test_camera_change_is_picked_up(furnace: Renderer) -> None:
+    scene = furnace.scene
+    saved = copy.deepcopy(scene.camera)
+    try:
+        scene.camera.position = np.array([0.0, 0.0, 8.0])
+        far = furnace.render(spp=1)
+        assert far.depth[16, 16] == pytest.approx(7.0, abs=0.05)
+        scene.camera.resolution = (20, 10)
+        assert furnace.render(spp=1).radiance.shape == (10, 20, 3)
+    finally:
+        scene.camera = saved
+
+
+def test_environment_orientation(cpu, tmp_path) -> None:
+    # u < 0.5 red, u > 0.5 blue; the camera looks along -Z (u = 0.5), +X (u = 0.75) to its right.
+    from renderer.image_io import write_exr
+
+    env = np.zeros((8, 16, 3), np.float32)
+    env[:, :8] = [1, 0, 0]
+    env[:, 8:] = [0, 0, 1]
+    write_exr(tmp_path / "env.exr", {"RGB": env})
+    scene = {
+        "version": 1,
+        "camera": {"position": [0, 0, 0], "look_at": [0, 0, -1], "fov": 30, "resolution": [16, 8]},
+        "integrator": {"spp": 1},
+        "environment": {"type": "map", "path": "env.exr"},
+    }
+    img = Renderer(load_scene(scene, base_dir=tmp_path), cpu).render().radiance
+    assert (img[:, :4, 0] > 0.9).all() and (img[:, -4:, 2] > 0.9).all()
+    scene["environment"]["rotation"] = 180
+    img = Renderer(load_scene(scene, base_dir=tmp_path), cpu).render().radiance
+    assert (img[:, :4, 2] > 0.9).all() and (img[:, -4:, 0] > 0.9).all()
+
+
+def test_image_texture_orientation_and_checker(cpu, tmp_path) -> None:
+    # Top image row red, bottom blue; seen from above with -Z up on screen (uv v = 1 is -Z).
+    texture = np.zeros((2, 1, 3), np.uint8)
+    texture[0] = [255, 0, 0]
+    texture[1] = [0, 0, 255]
+    write_ldr(tmp_path / "tex.png", texture)
+    scene = {
+        "version": 1,
+        "camera": {
+            "position": [0, 3, 0],
+            "look_at": [0, 0, 0],
+            "up": [0, 0, -1],
+            "fov": 30,
+            "resolution": [8, 8],
+        },
+        "integrator": {"spp": 1, "max_depth": 0},
+        "materials": {"m": {"type": "diffuse", "albedo": {"type": "image", "path": "tex.png"}}},
+        "meshes": {"p": {"type": "plane", "size": [4, 4]}},
+        "instances": [{"mesh": "p", "material": "m"}],
+    }
+    albedo = Renderer(load_scene(scene, base_dir=tmp_path), cpu).render().albedo
+    assert (albedo[0, :, 0] > 0.7).all() and (albedo[-1, :, 2] > 0.7).all()
+    scene["materials"]["m"]["albedo"] = {"type": "checker", "colors": [0.9, 0.1], "scale": 2}
+    scene["camera"]["fov"] = 60
+    albedo = Renderer(load_scene(scene, base_dir=tmp_path), cpu).render().albedo[..., 0]
+    assert set(np.unique(np.round(albedo, 3))) == {np.float32(0.1), np.float32(0.9)}
