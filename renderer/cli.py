@@ -16,6 +16,7 @@ from . import __version__
 from .device import DEVICE_CHOICES
 from .errors import NrenderError
 from .paths import default_scene_path
+from .scene.loader import MAX_PIXELS, MAX_RESOLUTION
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -28,8 +29,12 @@ def _resolution(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(
             f"expected WIDTHxHEIGHT (e.g. 640x360), got {text!r}"
         ) from None
-    if not (1 <= w <= 16384 and 1 <= h <= 16384):
-        raise argparse.ArgumentTypeError(f"width and height must be in [1, 16384], got {text!r}")
+    if not (1 <= w <= MAX_RESOLUTION and 1 <= h <= MAX_RESOLUTION):
+        raise argparse.ArgumentTypeError(
+            f"width and height must be in [1, {MAX_RESOLUTION}], got {text!r}"
+        )
+    if w * h > MAX_PIXELS:
+        raise argparse.ArgumentTypeError(f"{text} is more than {MAX_PIXELS >> 20} Mpixel")
     return w, h
 
 
@@ -100,6 +105,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         disable=args.quiet,
         dynamic_ncols=True,
         file=sys.stderr,
+        mininterval=0.5,
     ) as bar:
         try:
             while not job.done:

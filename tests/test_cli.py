@@ -69,7 +69,7 @@ def test_exr_carries_aovs(tmp_path: Path) -> None:
 
 
 def test_info(tmp_path: Path) -> None:
-    out = nrender("info", "--json", cwd=tmp_path).stdout
+    out = nrender("info", "--json", "--device", "cpu", cwd=tmp_path).stdout
     import json
 
     info = json.loads(out)

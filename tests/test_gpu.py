@@ -33,9 +33,10 @@ def test_traversal_parity_with_cpu(cpu, gpu) -> None:
     g, c = on_gpu.closest_hit(o, d), on_cpu.closest_hit(o, d)
     np.testing.assert_array_equal(g.triangle, on_gpu.closest_hit_brute_force(o, d).triangle)
     # Compilers may contract differently (FMA): allow a hair of rounding, but not more.
+    # The error in t scales with the coordinates (~4 here), not with t itself.
     assert (g.triangle == c.triangle).mean() > 0.999
     both = (g.triangle == c.triangle) & g.hit
-    np.testing.assert_allclose(g.t[both], c.t[both], rtol=1e-5)
+    np.testing.assert_allclose(g.t[both], c.t[both], rtol=1e-5, atol=4 * 4e-7)
 
 
 def test_gpu_render_agrees_with_cpu_and_is_reproducible(cpu, gpu) -> None:

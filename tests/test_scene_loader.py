@@ -181,6 +181,7 @@ BROKEN = [
         ["camera.resolution", "[1, 16384]"],
     ),
     ("absurd resolution", broken(["camera", "resolution"], [100000, 10]), ["camera.resolution"]),
+    ("absurd pixel count", broken(["camera", "resolution"], [16384, 16384]), ["64 Mpixel"]),
     ("unsupported version", broken(["version"], 2), ["version", "unsupported scene version 2"]),
     ("missing version", broken(["version"], KeyError), ["version", "required"]),
     ("fov out of range", broken(["camera", "fov"], 180), ["camera.fov", "(0, 180)"]),

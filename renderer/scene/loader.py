@@ -35,6 +35,7 @@ from .types import (
 
 SCENE_VERSION = 1
 MAX_RESOLUTION = 16384
+MAX_PIXELS = 1 << 26  # 64 Mpixel: the accumulators alone then take 4 GiB
 MAX_SPP = 1 << 20
 MAX_DEPTH = 1024
 MAX_SEGMENTS = 4096
@@ -152,6 +153,8 @@ class _SceneReader:
                     f"width and height must be integers in [1, {MAX_RESOLUTION}], got {res}",
                     "resolution",
                 )
+        if res[0] * res[1] > MAX_PIXELS:
+            s.fail(f"{res[0]}x{res[1]} is more than {MAX_PIXELS >> 20} Mpixel", "resolution")
         forward = look_at - position
         if np.linalg.norm(forward) == 0:
             s.fail("position and look_at are the same point", "look_at")
