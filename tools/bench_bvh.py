@@ -39,16 +39,20 @@ def main() -> None:
         start = time.perf_counter()
         hits = queries.closest_hit(origins, directions)
         seconds = time.perf_counter() - start
-        print(json.dumps({
-            "device": device.description,
-            "triangles": size,
-            "build_seconds": round(bvh.build_seconds, 3),
-            "nodes": bvh.node_count,
-            "depth": bvh.depth,
-            "rays": args.rays,
-            "hit_fraction": round(float(hits.hit.mean()), 3),
-            "rays_per_second": round(args.rays / seconds),
-        }))
+        print(
+            json.dumps(
+                {
+                    "device": device.description,
+                    "triangles": size,
+                    "build_seconds": round(bvh.build_seconds, 3),
+                    "nodes": bvh.node_count,
+                    "depth": bvh.depth,
+                    "rays": args.rays,
+                    "hit_fraction": round(float(hits.hit.mean()), 3),
+                    "rays_per_second": round(args.rays / seconds),
+                }
+            )
+        )
 
 
 if __name__ == "__main__":
