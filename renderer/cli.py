@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -80,6 +81,27 @@ def _load(args: argparse.Namespace) -> Any:
     return scene
 
 
+class _StopRequest:
+    """First Ctrl-C: finish the pass in flight, then stop and write; a second one aborts."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        signal.signal(signal.SIGINT, self._previous)
+        print("\nnrender: stopping after the current pass (Ctrl-C again to abort)", file=sys.stderr)
+
+    def __enter__(self) -> _StopRequest:
+        self._previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.requested:
+            signal.signal(signal.SIGINT, self._previous)
+
+
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -97,23 +119,24 @@ def cmd_render(args: argparse.Namespace) -> int:
         spp=args.spp, seed=args.seed, max_depth=args.max_depth, strategy=args.strategy
     )
     w, h = job.width, job.height
-    interrupted = False
-    with tqdm(
-        total=job.settings.spp,
-        unit="spp",
-        desc=f"render {w}x{h}",
-        disable=args.quiet,
-        dynamic_ncols=True,
-        file=sys.stderr,
-        mininterval=0.5,
-    ) as bar:
-        try:
-            while not job.done:
-                bar.update(job.step())
-                if job.seconds > 0:
-                    bar.set_postfix_str(_format_rate(job.spp_done * w * h / job.seconds))
-        except KeyboardInterrupt:
-            interrupted = True
+    stop = _StopRequest()
+    with (
+        stop,
+        tqdm(
+            total=job.settings.spp,
+            unit="spp",
+            desc=f"render {w}x{h}",
+            disable=args.quiet,
+            dynamic_ncols=True,
+            file=sys.stderr,
+            mininterval=0.5,
+        ) as bar,
+    ):
+        while not job.done and not stop.requested:
+            bar.update(job.step())
+            if job.seconds > 0:
+                bar.set_postfix_str(_format_rate(job.spp_done * w * h / job.seconds))
+    interrupted = stop.requested
     result = job.result()
     written = result.write_outputs(args.out, exposure=args.exposure)
     if result.dropped_samples:

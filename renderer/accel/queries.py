@@ -14,6 +14,7 @@ import numpy as np
 
 from ..device import RenderDevice
 from .bvh import Bvh, build_bvh
+from .upload import upload_geometry
 
 MODULE = ("scene/trace_rays.slang", "trace_rays")
 MODE_CLOSEST, MODE_BRUTE_FORCE, MODE_ANY = 0, 1, 2
@@ -37,20 +38,9 @@ class TriangleQueries:
         self.device = device
         self.kernel = device.kernel(*MODULE)
         self.bvh = bvh or build_bvh(triangles.min(axis=1), triangles.max(axis=1))
-        ordered = triangles[self.bvh.primitive_order]
-        nodes = self.kernel.records("BvhNode", self.bvh.node_count)
-        nodes["bounds_min"] = self.bvh.bounds_min
-        nodes["bounds_max"] = self.bvh.bounds_max
-        nodes["first_index"] = self.bvh.first_index
-        nodes["primitive_count"] = self.bvh.primitive_count
-        tris = self.kernel.records("TriangleVertices", len(ordered))
-        tris["p0"], tris["p1"], tris["p2"] = ordered[:, 0], ordered[:, 1], ordered[:, 2]
-        self.geometry = {
-            "nodes": device.upload(nodes),
-            "triangles": device.upload(tris),
-            "node_count": self.bvh.node_count,
-            "triangle_count": len(ordered),
-        }
+        self.geometry = upload_geometry(
+            device, self.kernel, self.bvh, triangles[self.bvh.primitive_order]
+        )
 
     def _run(
         self, origins: np.ndarray, directions: np.ndarray, t_max: float | np.ndarray, mode: int

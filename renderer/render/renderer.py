@@ -103,17 +103,18 @@ class RenderJob:
             RenderDevice.download(b, np.float32, shape).astype(np.float64)
             for b in self.accumulators
         ]
-        n = max(self.spp_done, 1)
+        counts = sums[2][..., 3]
+        n = np.maximum(counts, 1.0)[..., None]
         mean = sums[0][..., :3] / n
         # Unbiased sample variance of one sample, divided by n: the variance of the mean.
-        sample_var = np.maximum(sums[1][..., :3] / n - mean**2, 0.0) * (n / max(n - 1, 1))
+        sample_var = np.maximum(sums[1][..., :3] / n - mean**2, 0.0) * (n / np.maximum(n - 1, 1))
         return RenderResult(
             radiance=mean.astype(np.float32),
             variance=(sample_var / n).astype(np.float32),
             albedo=(sums[2][..., :3] / n).astype(np.float32),
             normal=(sums[3][..., :3] / n).astype(np.float32),
-            depth=(sums[3][..., 3] / n).astype(np.float32),
-            spp=self.spp_done,
+            depth=(sums[3][..., 3] / n[..., 0]).astype(np.float32),
+            spp=int(counts.min()),
             seconds=self.seconds,
             dropped_samples=int(sums[0][..., 3].sum()),
             info={

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..accel import Bvh, build_bvh
+from ..accel.upload import upload_geometry
 from ..device import Kernel, RenderDevice
 from ..scene.transform import transform_normals, transform_points
 from ..scene.types import Environment, Material, Scene, Texture
@@ -165,7 +166,7 @@ class SceneBuffers:
         emitter_of_triangle, emitters, emitter_cdf, area_power = self._emitters(
             scene, names, vertices, material_ids
         )
-        self.geometry = self._geometry(bvh, vertices)
+        self.geometry = upload_geometry(device, kernel, bvh, vertices)
         shading = kernel.records("TriangleShading", triangles.count)
         for k in range(3):
             shading[f"n{k}"] = normals[:, k]
@@ -198,21 +199,6 @@ class SceneBuffers:
         self.stats.bvh_depth = bvh.depth
         self.stats.bvh_seconds = bvh.build_seconds
         return bvh
-
-    def _geometry(self, bvh: Bvh, vertices: np.ndarray) -> dict[str, Any]:
-        nodes = self.kernel.records("BvhNode", bvh.node_count)
-        nodes["bounds_min"] = bvh.bounds_min
-        nodes["bounds_max"] = bvh.bounds_max
-        nodes["first_index"] = bvh.first_index
-        nodes["primitive_count"] = bvh.primitive_count
-        tris = self.kernel.records("TriangleVertices", len(vertices))
-        tris["p0"], tris["p1"], tris["p2"] = vertices[:, 0], vertices[:, 1], vertices[:, 2]
-        return {
-            "nodes": self.device.upload(nodes),
-            "triangles": self.device.upload(tris),
-            "node_count": bvh.node_count,
-            "triangle_count": len(vertices),
-        }
 
     def _emitters(
         self, scene: Scene, names: list[str], vertices: np.ndarray, material_ids: np.ndarray
