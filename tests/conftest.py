@@ -14,9 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _gpu_kind() -> str | None:
+    """CUDA, else Vulkan; NRENDER_TEST_GPU=vulkan (or cuda) picks one explicitly."""
     from renderer.device import _adapters
 
-    for kind in ("cuda", "vulkan"):
+    wanted = os.environ.get("NRENDER_TEST_GPU")
+    for kind in (wanted,) if wanted else ("cuda", "vulkan"):
         if _adapters(kind):
             return kind
     return None

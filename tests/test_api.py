@@ -39,3 +39,16 @@ def test_default_scene_from_python(cpu) -> None:
     scene.camera.resolution = (24, 16)
     result = nr.Renderer(scene, cpu).render(spp=1)
     assert result.radiance.shape == (16, 24, 3) and result.radiance.std() > 0
+
+
+def test_render_gltf_scene(cpu, tmp_path: Path) -> None:
+    import trimesh
+
+    tm_scene = trimesh.Scene()
+    tm_scene.add_geometry(trimesh.creation.icosphere(subdivisions=2), node_name="ball")
+    tm_scene.export(tmp_path / "ball.glb")
+    scene = nr.load_scene(tmp_path / "ball.glb")  # no camera in the file: one frames the scene
+    scene.camera.resolution = (16, 12)
+    result = nr.Renderer(scene, cpu).render(spp=2)
+    h, w = result.depth.shape
+    assert result.depth[h // 2, w // 2] > 0 and result.depth[0, 0] == 0

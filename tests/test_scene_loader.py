@@ -208,6 +208,11 @@ BROKEN = [
         ["materials.m.albedo", "<= 1"],
     ),
     (
+        "checker colour above one",
+        broken(["materials", "m", "albedo"], {"type": "checker", "colors": [0.5, 2]}),
+        ["materials.m.albedo", "<= 1"],
+    ),
+    (
         "negative emission",
         broken(["materials", "m", "emission"], -1),
         ["materials.m.emission", ">= 0"],

@@ -279,10 +279,12 @@ class _SceneReader:
             albedo=self.texture(s, "albedo", [0.5, 0.5, 0.5]),
             emission=s.color("emission", [0.0, 0.0, 0.0]),
         )
-        if material.albedo.kind == "constant" and (material.albedo.value > 1).any():
-            s.fail(
-                f"albedo components must be <= 1, got {material.albedo.value.tolist()}", "albedo"
-            )
+        albedo = material.albedo
+        # Image texels are clamped in the shader; explicit colours are checked here.
+        colours = {"constant": [albedo.value], "checker": [albedo.value, albedo.value2]}
+        for colour in colours.get(albedo.kind, []):
+            if (colour > 1).any():
+                s.fail(f"albedo components must be <= 1, got {colour.tolist()}", "albedo")
         s.finish()
         return material
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 
@@ -51,7 +51,7 @@ class Section:
             return f"{self.path}[{key}]"
         return f"{self.path}.{key}" if self.path else key
 
-    def fail(self, message: str, key: str | int | None = None) -> SceneError:
+    def fail(self, message: str, key: str | int | None = None) -> NoReturn:
         where = self.key_path(key) if key is not None else (self.path or "top level")
         raise SceneError(f"{self.source}: {where}: {message}")
 
