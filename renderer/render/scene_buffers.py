@@ -8,7 +8,7 @@ reflection (renderer/layout.py), never from hand-written offsets.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -90,7 +90,6 @@ class SceneStats:
     emitters: int = 0
     environment_probability: float = 0.0
     upload_seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def _fill_texture(
