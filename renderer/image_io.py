@@ -181,13 +181,11 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
 
 
 def write_exr(path: str | os.PathLike[str], layers: dict[str, np.ndarray]) -> None:
-    """Write float32 layers: "RGB" [H, W, 3] becomes R, G, B; others become name.R/G/B or name.Z."""
+    """Write float32 layers: "RGB" [H, W, 3] becomes R, G, B, "albedo" [H, W, 3] becomes
+    albedo.R/G/B, and a single channel [H, W] keeps its full name (e.g. "depth.Z")."""
     import OpenEXR
 
-    channels = {}
-    for name, pixels in layers.items():
-        pixels = np.ascontiguousarray(pixels, dtype=np.float32)
-        channels[name if pixels.ndim == 3 else f"{name}.Z" if "." not in name else name] = pixels
+    channels = {name: np.ascontiguousarray(p, dtype=np.float32) for name, p in layers.items()}
     header = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
     try:
         with atomic_path(path) as tmp:

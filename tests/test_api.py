@@ -8,6 +8,7 @@ import numpy as np
 from conftest import REPO, furnace_sphere_scene
 
 import renderer as nr
+from renderer.image_io import read_image
 
 
 def test_dict_in_numpy_out(cpu, tmp_path: Path) -> None:
@@ -17,7 +18,7 @@ def test_dict_in_numpy_out(cpu, tmp_path: Path) -> None:
     assert result.spp == 3 and result.info["seed"] == 4
     written = result.write_outputs(tmp_path / "sphere")
     assert [p.name for p in written] == ["sphere.exr", "sphere.png"]
-    assert nr.image_io.read_image(written[0]).shape == (16, 16, 3)
+    assert read_image(written[0]).shape == (16, 16, 3)
 
 
 def test_progress_callback_and_reload(cpu) -> None:
@@ -52,3 +53,25 @@ def test_render_gltf_scene(cpu, tmp_path: Path) -> None:
     result = nr.Renderer(scene, cpu).render(spp=2)
     h, w = result.depth.shape
     assert result.depth[h // 2, w // 2] > 0 and result.depth[0, 0] == 0
+
+
+def test_mirrored_instances_keep_normals_outward() -> None:
+    from renderer.render.scene_buffers import flatten_instances
+
+    for smooth in (True, False):
+        scene = nr.load_scene(
+            {
+                "version": 1,
+                "camera": {"position": [0, 0, 4], "look_at": [0, 0, 0]},
+                "materials": {"m": {"type": "diffuse"}},
+                "meshes": {"s": {"type": "sphere", "smooth": smooth, "segments": 12, "rings": 6}},
+                "instances": [{"mesh": "s", "material": "m", "transform": {"scale": [-1, 1, 1]}}],
+            }
+        )
+        tris = flatten_instances(scene, {"m": 0})
+        p = tris.vertices.astype(np.float64)
+        geometric = np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0])
+        centroid = p.mean(axis=1)
+        assert (np.einsum("ij,ij->i", geometric, centroid) > 0).all(), "winding points outward"
+        shading = tris.normals.astype(np.float64).mean(axis=1)
+        assert (np.einsum("ij,ij->i", shading, centroid) > 0).all(), "shading normals outward"

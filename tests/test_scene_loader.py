@@ -280,6 +280,13 @@ def test_missing_files(tmp_path: Path) -> None:
         load_scene(write_scene(tmp_path, data))
 
 
+def test_mesh_with_nan_vertex(tmp_path: Path) -> None:
+    (tmp_path / "nan.obj").write_text("v 0 0 0\nv 1 0 0\nv nan 1 0\nf 1 2 3\n")
+    data = broken(["meshes", "s"], {"type": "file", "path": "nan.obj"})
+    with pytest.raises(SceneError, match=r"scene\.json: meshes\.s\.path: .*nan\.obj: mesh has NaN"):
+        load_scene(write_scene(tmp_path, data))
+
+
 def test_unreadable_mesh_file(tmp_path: Path) -> None:
     (tmp_path / "junk.ply").write_bytes(
         b"ply\nformat binary_little_endian 1.0\nelement vertex 99\n"

@@ -45,23 +45,18 @@ def flatten_instances(scene: Scene, material_index: dict[str, int]) -> Triangles
     for instance in scene.instances:
         mesh = scene.meshes[instance.mesh]
         m = instance.transform
-        tri_p = transform_points(m, mesh.positions)[mesh.faces]  # [F, 3, 3]
+        # A mirroring transform turns the winding inside out: swap two corners first, so
+        # geometric normals, flat normals and uvs all follow the corrected order.
+        faces = mesh.faces[:, [0, 2, 1]] if np.linalg.det(m[:3, :3]) < 0 else mesh.faces
+        tri_p = transform_points(m, mesh.positions)[faces]  # [F, 3, 3]
         if mesh.normals is not None:
-            tri_n = transform_normals(m, mesh.normals)[mesh.faces]
+            tri_n = transform_normals(m, mesh.normals)[faces]
         else:
             face_n = np.cross(tri_p[:, 1] - tri_p[:, 0], tri_p[:, 2] - tri_p[:, 0])
             length = np.linalg.norm(face_n, axis=1, keepdims=True)
             face_n = face_n / np.where(length > 0, length, 1.0)
             tri_n = np.repeat(face_n[:, None, :], 3, axis=1)
-        if np.linalg.det(m[:3, :3]) < 0:
-            # A mirroring transform turns the winding inside out; swap two vertices back.
-            tri_p = tri_p[:, [0, 2, 1]]
-            tri_n = tri_n[:, [0, 2, 1]]
-            tri_uv = None if mesh.uvs is None else mesh.uvs[mesh.faces][:, [0, 2, 1]]
-        else:
-            tri_uv = None if mesh.uvs is None else mesh.uvs[mesh.faces]
-        if tri_uv is None:
-            tri_uv = np.zeros((len(mesh.faces), 3, 2))
+        tri_uv = np.zeros((len(faces), 3, 2)) if mesh.uvs is None else mesh.uvs[faces]
         vertices.append(tri_p)
         normals.append(tri_n)
         uvs.append(tri_uv)

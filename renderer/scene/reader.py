@@ -67,6 +67,13 @@ class Section:
             return default
         return self.data[key]
 
+    def defaulted(self, key: str, default: Any) -> bool:
+        """True (and the key marked read) when `key` is absent and has a default."""
+        if key in self.data or default is REQUIRED:
+            return False
+        self.used.add(key)
+        return True
+
     def finish(self) -> None:
         """Reject keys that were never read: unknown, misspelt or not used by this type."""
         unused = [k for k in self.data if k not in self.used]
@@ -87,9 +94,9 @@ class Section:
         low_open: bool = False,
         high_open: bool = False,
     ) -> float:
-        value = self.raw(key, default)
-        if value is default and default is not REQUIRED:
-            return value
+        if self.defaulted(key, default):
+            return default
+        value = self.raw(key)
         return self.check_number(value, key, low, high, low_open, high_open)
 
     def check_number(
@@ -120,9 +127,9 @@ class Section:
     def integer(
         self, key: str, default: Any = REQUIRED, *, low: int | None = None, high: int | None = None
     ) -> int:
-        value = self.raw(key, default)
-        if value is default and default is not REQUIRED:
-            return value
+        if self.defaulted(key, default):
+            return default
+        value = self.raw(key)
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
                 value = int(value)
@@ -149,9 +156,9 @@ class Section:
         return value
 
     def vector(self, key: str, size: int, default: Any = REQUIRED) -> np.ndarray:
-        value = self.raw(key, default)
-        if value is default and default is not REQUIRED:
-            return np.asarray(value, dtype=np.float64)
+        if self.defaulted(key, default):
+            return np.asarray(default, dtype=np.float64)
+        value = self.raw(key)
         return self.check_vector(value, key, size)
 
     def check_vector(self, value: Any, key: str | int, size: int) -> np.ndarray:
@@ -166,9 +173,9 @@ class Section:
 
     def color(self, key: str, default: Any = REQUIRED, *, low: float = 0.0) -> np.ndarray:
         """An RGB triple, or one number meaning grey."""
-        value = self.raw(key, default)
-        if value is default and default is not REQUIRED:
-            return np.asarray(value, dtype=np.float64)
+        if self.defaulted(key, default):
+            return np.asarray(default, dtype=np.float64)
+        value = self.raw(key)
         return self.check_color(value, key, low=low)
 
     def check_color(self, value: Any, key: str | int, *, low: float = 0.0) -> np.ndarray:
