@@ -1,4 +1,5 @@
-"""`nrender bench`: render throughput and BVH build time, measured in one run.
+"""`nrender bench`: render throughput, BVH build time and material evaluation cost,
+measured in one run.
 
 Numbers are reported, never asserted: timed tests are flaky, benchmarks are not tests.
 """
@@ -15,6 +16,9 @@ import slangpy as spy
 
 from . import __version__
 from .accel import build_bvh
+from .materials import MaterialQueries, load_material
+from .materials.graph import Lobe, MaterialGraph, Stack
+from .paths import materials_dir
 from .render import Renderer
 from .scene import load_scene
 
@@ -61,8 +65,52 @@ def bench_render(
     }
 
 
+def _cosine_directions(rng: np.random.Generator, count: int) -> np.ndarray:
+    r, phi = np.sqrt(rng.random(count)), 2 * np.pi * rng.random(count)
+    return np.stack([r * np.cos(phi), r * np.sin(phi), np.sqrt(1 - r * r)], axis=1)
+
+
+def bench_materials(device: str, queries: int) -> dict[str, Any]:
+    """Evaluations and samples per second of every library material through the batched
+    API (one random walk per layered evaluation), and each one's cost relative to Lambert."""
+    rng = np.random.default_rng(0)
+    uv = rng.random((queries, 2))
+    wo, wi = _cosine_directions(rng, queries), _cosine_directions(rng, queries)
+    lambert = MaterialGraph(Stack([Lobe("diffuse")]), name="lambert")
+    graphs = [lambert] + [load_material(p) for p in sorted(materials_dir().glob("*.json"))]
+    rows: dict[str, Any] = {}
+    for graph in graphs:
+        q = MaterialQueries(graph, device)
+        q.evaluate(uv[:64], wi[:64], wo[:64])  # compile and upload
+        start = time.perf_counter()
+        q.evaluate(uv, wi, wo)
+        eval_seconds = time.perf_counter() - start
+        start = time.perf_counter()
+        q.sample(uv, wo)
+        sample_seconds = time.perf_counter() - start
+        rows[graph.name] = {
+            "evaluations_per_second": round(queries / eval_seconds),
+            "samples_per_second": round(queries / sample_seconds),
+            "eval_seconds": round(eval_seconds, 4),
+        }
+    base = rows["lambert"]["eval_seconds"]
+    for row in rows.values():
+        row["cost_vs_lambert"] = round(row["eval_seconds"] / base, 2)
+    return {
+        "device": MaterialQueries(lambert, device).device.description,
+        "queries": queries,
+        "materials": rows,
+    }
+
+
 def run_benchmarks(
-    *, scene_path: Path, device: str, resolution: tuple[int, int], spp: int, bvh_triangles: int
+    *,
+    scene_path: Path,
+    device: str,
+    resolution: tuple[int, int],
+    spp: int,
+    bvh_triangles: int,
+    material_queries: int = 0,
 ) -> dict[str, Any]:
     report: dict[str, Any] = {
         "nrender": __version__,
@@ -73,4 +121,6 @@ def run_benchmarks(
     }
     if bvh_triangles > 0:
         report["bvh_build"] = bench_bvh(bvh_triangles)
+    if material_queries > 0:
+        report["material_evaluation"] = bench_materials(device, material_queries)
     return report

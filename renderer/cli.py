@@ -206,6 +206,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         resolution=args.res or (128, 128),
         spp=args.spp,
         bvh_triangles=args.bvh_triangles,
+        material_queries=args.material_queries,
     )
     text = json.dumps(report, indent=2)
     print(text)
@@ -239,7 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
-    p = sub.add_parser("bench", help="measure render throughput and BVH build time")
+    p = sub.add_parser(
+        "bench", help="measure render throughput, BVH build time and material evaluation cost"
+    )
     _add_scene_options(p)
     p.add_argument(
         "--spp", type=_positive, default=16, help="samples per pixel to time (default: 16)"
@@ -249,6 +252,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1_000_000,
         help="triangles in the BVH build benchmark; 0 skips it (default: 1000000)",
+    )
+    p.add_argument(
+        "--material-queries",
+        type=int,
+        default=1 << 16,
+        help="queries per library material in the material benchmark; 0 skips it (default: 65536)",
     )
     p.add_argument("--out", help="also write the JSON report here")
     p.set_defaults(func=cmd_bench)

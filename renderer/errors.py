@@ -11,6 +11,10 @@ class SceneError(NrenderError):
     """A scene file or dict is malformed: the message names the file and the key."""
 
 
+class MaterialError(SceneError):
+    """A material graph file or dict is malformed: the message names the file and the key."""
+
+
 class DeviceError(NrenderError):
     """A requested device is absent or cannot compile kernels."""
 

@@ -1,4 +1,5 @@
-"""Where the Slang sources and example scenes live, for editable and wheel installs alike."""
+"""Where the Slang sources, example scenes and material library live, for editable and
+wheel installs alike."""
 
 from __future__ import annotations
 
@@ -24,6 +25,11 @@ def shader_dir() -> Path:
 def scenes_dir() -> Path:
     """Root of the example scenes (`scenes/`)."""
     return _data_dir("scenes")
+
+
+def materials_dir() -> Path:
+    """The layered material library (`materials/`)."""
+    return _data_dir("materials")
 
 
 def default_scene_path() -> Path:

@@ -11,7 +11,7 @@ import pytest
 from conftest import REPO
 
 
-def test_wheel_carries_shaders_and_scenes(tmp_path: Path) -> None:
+def test_wheel_carries_shaders_scenes_and_materials(tmp_path: Path) -> None:
     pytest.importorskip("hatchling")
     subprocess.run(
         [
@@ -34,10 +34,18 @@ def test_wheel_carries_shaders_and_scenes(tmp_path: Path) -> None:
     for shader in (REPO / "shaders").rglob("*.slang"):
         assert f"renderer/_data/shaders/{shader.relative_to(REPO / 'shaders').as_posix()}" in names
     assert "renderer/_data/scenes/default/scene.json" in names
+    for material in (REPO / "materials").rglob("*.*"):
+        assert (
+            f"renderer/_data/materials/{material.relative_to(REPO / 'materials').as_posix()}"
+            in names
+        )
     # Installed alone (no checkout beside it), the package finds its data inside itself.
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)
-    probe = "import renderer.paths as p; print(p.shader_dir()); print(p.default_scene_path())"
+    probe = (
+        "import renderer.paths as p; print(p.shader_dir()); print(p.default_scene_path()); "
+        "print(p.materials_dir())"
+    )
     out = subprocess.run(
         [sys.executable, "-c", probe],
         cwd=tmp_path,
@@ -46,6 +54,7 @@ def test_wheel_carries_shaders_and_scenes(tmp_path: Path) -> None:
         env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"},
         check=True,
     ).stdout
-    shader_dir, scene = out.split()
+    shader_dir, scene, materials = out.split()
     assert Path(shader_dir) == target / "renderer" / "_data" / "shaders"
     assert Path(scene).is_file()
+    assert (Path(materials) / "leather.json").is_file()

@@ -75,7 +75,7 @@ class RenderJob:
         radiance, radiance_sq, albedo, normal_depth = self.accumulators
         self.renderer.kernel.dispatch(
             (self.width, self.height, 1),
-            g_scene=self.renderer.buffers.bind(),
+            g_scene=self.renderer.buffers.bind(s.layered_walks, s.layered_depth),
             g_radiance=radiance,
             g_radiance_sq=radiance_sq,
             g_albedo=albedo,

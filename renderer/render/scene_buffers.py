@@ -16,13 +16,12 @@ import numpy as np
 from ..accel import Bvh, build_bvh
 from ..accel.upload import upload_geometry
 from ..device import Kernel, RenderDevice
+from ..materials.tables import MaterialEntry, MaterialTables
 from ..scene.transform import transform_normals, transform_points
-from ..scene.types import Environment, Material, Scene, Texture
+from ..scene.types import Environment, Scene
 from .distributions import cdf_2d, cdf_rows
 
 INVALID_INDEX = 0xFFFFFFFF
-TEXTURE_KINDS = {"constant": 0, "image": 1, "checker": 2}
-MATERIAL_KINDS = {"diffuse": 0}
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 
 
@@ -34,6 +33,21 @@ class Triangles:
     normals: np.ndarray  # [T, 3, 3] float32
     uvs: np.ndarray  # [T, 3, 2] float32
     material: np.ndarray  # [T] uint32
+
+    def tangents(self) -> np.ndarray:
+        """[T, 3] float32 dp/du per triangle, normalised; zero where the uvs are degenerate."""
+        p = self.vertices.astype(np.float64)
+        t = self.uvs.astype(np.float64)
+        e1, e2 = p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]
+        d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+        det = d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0]
+        safe = np.abs(det) > 1e-12
+        inv = np.where(safe, 1.0 / np.where(safe, det, 1.0), 0.0)
+        dpdu = (e1 * d2[:, 1:2] - e2 * d1[:, 1:2]) * inv[:, None]
+        length = np.linalg.norm(dpdu, axis=1, keepdims=True)
+        return np.where(length > 0, dpdu / np.where(length > 0, length, 1.0), 0.0).astype(
+            np.float32
+        )
 
     @property
     def count(self) -> int:
@@ -85,24 +99,6 @@ class SceneStats:
     emitters: int = 0
     environment_probability: float = 0.0
     upload_seconds: float = 0.0
-
-
-def _fill_texture(
-    record: np.ndarray, texture: Texture, texels: list[np.ndarray], offset: list[int]
-) -> None:
-    record["kind"] = TEXTURE_KINDS[texture.kind]
-    record["value"] = texture.value
-    record["value2"] = texture.value2
-    record["uv_scale"] = texture.uv_scale
-    if texture.kind == "image":
-        image = np.asarray(texture.image, np.float32)
-        h, w = image.shape[:2]
-        record["offset"] = offset[0]
-        record["width"] = w
-        record["height"] = h
-        rgba = np.concatenate([image.reshape(-1, 3), np.ones((h * w, 1), np.float32)], axis=1)
-        texels.append(rgba)
-        offset[0] += h * w
 
 
 def environment_weights(radiance: np.ndarray) -> np.ndarray:
@@ -165,9 +161,17 @@ class SceneBuffers:
         for k in range(3):
             shading[f"n{k}"] = normals[:, k]
             shading[f"uv{k}"] = uvs[:, k]
+        shading["tangent"] = triangles.tangents()[order]
         shading["material"] = material_ids
         shading["emitter"] = emitter_of_triangle
-        materials, texels = self._materials([scene.materials[n] for n in names])
+        self.material_tables = MaterialTables(
+            device,
+            kernel,
+            [
+                MaterialEntry(scene.materials[n].material_graph(), scene.materials[n].emission)
+                for n in names
+            ],
+        )
         environment, env_power = self._environment(scene.environment)
         total = env_power + area_power
         p_env = env_power / total if total > 0 else 0.0
@@ -179,8 +183,6 @@ class SceneBuffers:
             "environment_probability": float(p_env),
         }
         self.shading = device.upload(shading)
-        self.materials = device.upload(materials)
-        self.texels = device.upload(texels)
         self.environment = environment
         extent = float(np.abs(np.concatenate(self.bounds)).max()) if triangles.count else 1.0
         self.ray_epsilon = 2e-5 * max(1.0, extent)
@@ -223,17 +225,6 @@ class SceneBuffers:
             float(total),
         )
 
-    def _materials(self, materials: list[Material]) -> tuple[np.ndarray, np.ndarray]:
-        records = self.kernel.records("MaterialData", len(materials))
-        texels: list[np.ndarray] = []
-        offset = [0]
-        for i, material in enumerate(materials):
-            records[i]["kind"] = MATERIAL_KINDS[material.kind]
-            records[i]["emission"] = material.emission
-            _fill_texture(records[i]["albedo"], material.albedo, texels, offset)
-        texel_array = np.concatenate(texels) if texels else np.zeros((1, 4), np.float32)
-        return records, texel_array
-
     def _environment(self, env: Environment) -> tuple[dict[str, Any], float]:
         radiance = np.asarray(env.radiance, np.float32)
         h, w = radiance.shape[:2]
@@ -262,13 +253,15 @@ class SceneBuffers:
             "enabled": int(enabled),
         }, power
 
-    def bind(self) -> dict[str, Any]:
+    def bind(self, layered_walks: int = 1, layered_depth: int = 16) -> dict[str, Any]:
         """Value for the kernel's `ParameterBlock<Scene>`."""
+        materials = self.material_tables.bind()
+        materials["walk_count"] = layered_walks
+        materials["walk_depth"] = layered_depth
         return {
             "geometry": self.geometry,
             "shading": self.shading,
-            "materials": self.materials,
-            "texels": self.texels,
+            "materials": materials,
             "environment": self.environment,
             "lights": self.lights,
             "ray_epsilon": float(self.ray_epsilon),

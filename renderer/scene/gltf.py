@@ -1,10 +1,14 @@
 """A glTF 2.0 file (.gltf/.glb) loaded as a whole scene.
 
 Meshes keep their node transforms; the first perspective camera becomes the camera (or
-one is placed to frame the scene); base colour factor x texture becomes a diffuse
-albedo and emissiveFactor becomes emission. The metallic-roughness lobes map onto the
-BSDF library once it exists; until then they render as their base colour.
-glTF has no environment, so a constant white one (radiance 1) lights the scene.
+one is placed to frame the scene); emissiveFactor becomes emission. glTF's
+metallic-roughness model maps onto the BSDF library as a material graph: the dielectric
+part is the base colour as a diffuse lobe under a clear coat of index 1.5 with the
+material's roughness, the metal part a conductor whose reflectivity and edge tint are the
+base colour, and the metallic value (factor x texture blue channel) mixes the two.
+Roughness is factor x texture green channel, as the specification says. OBJ/MTL
+materials stay diffuse. glTF has no environment, so a constant white one (radiance 1)
+lights the scene.
 """
 
 from __future__ import annotations
@@ -36,19 +40,56 @@ def _material(visual: Any) -> Material:
             if diffuse is not None
             else np.array([0.8, 0.8, 0.8])
         )
-    else:
-        factor = np.asarray(factor, np.float64)
-        rgb = factor[:3] / 255.0 if factor.dtype.kind in "ui" or factor.max() > 1.0 else factor[:3]
-    albedo = Texture.constant(np.clip(rgb, 0.0, 1.0))
+        return Material(albedo=Texture.constant(np.clip(rgb, 0.0, 1.0)))
+    factor = np.asarray(factor, np.float64)
+    rgb = factor[:3] / 255.0 if factor.dtype.kind in "ui" or factor.max() > 1.0 else factor[:3]
+    base = Texture.constant(np.clip(rgb, 0.0, 1.0))
     image = getattr(material, "baseColorTexture", None)
     if image is not None:
         pixels = np.asarray(image.convert("RGB"), np.float32) / 255.0
-        albedo = Texture(
-            kind="image", image=srgb_to_linear(pixels) * albedo.value.astype(np.float32)
-        )
+        base = Texture(kind="image", image=srgb_to_linear(pixels) * base.value.astype(np.float32))
     emissive = getattr(material, "emissiveFactor", None)
     emission = np.zeros(3) if emissive is None else np.asarray(emissive, np.float64)[:3]
-    return Material(albedo=albedo, emission=np.clip(emission, 0.0, None))
+    return Material(
+        kind="layered",
+        albedo=base,
+        graph=metallic_roughness_graph(material, base),
+        emission=np.clip(emission, 0.0, None),
+    )
+
+
+def _factor(value: Any, default: float) -> float:
+    return default if value is None else float(np.clip(float(value), 0.0, 1.0))
+
+
+def metallic_roughness_graph(material: Any, base: Texture) -> Any:
+    """The material graph of a glTF metallic-roughness material (see module docstring)."""
+    from ..materials.graph import Layer, Lobe, MaterialGraph, Mix, Stack, constant
+
+    metallic = constant(_factor(getattr(material, "metallicFactor", None), 1.0))
+    roughness = constant(_factor(getattr(material, "roughnessFactor", None), 1.0))
+    packed = getattr(material, "metallicRoughnessTexture", None)
+    if packed is not None:
+        pixels = np.asarray(packed.convert("RGB"), np.float32) / 255.0  # linear data
+        rough = pixels[..., 1:2] * float(roughness.value[0])
+        metal = pixels[..., 2:3] * float(metallic.value[0])
+        roughness = Texture(kind="image", image=np.repeat(rough, 3, axis=-1))
+        metallic = Texture(kind="image", image=np.repeat(metal, 3, axis=-1))
+    dielectric = Stack(
+        lobes=[Lobe("diffuse", color=base)],
+        layers=[Layer(ior=1.5, roughness=roughness, thickness=0.01)],
+    )
+    metal = Stack(
+        lobes=[Lobe("conductor", color=base, color2=base, roughness=roughness)],
+    )
+    if metallic.kind == "constant" and metallic.value[0] <= 0.0:
+        root: Any = dielectric
+    elif metallic.kind == "constant" and metallic.value[0] >= 1.0:
+        root = metal
+    else:
+        root = Mix(mask=metallic, a=dielectric, b=metal)
+    name = str(getattr(material, "name", "") or "gltf")
+    return MaterialGraph(root=root, name=name, source="glTF")
 
 
 def _camera(tm_scene: Any) -> Camera:

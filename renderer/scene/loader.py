@@ -46,7 +46,8 @@ def load_scene(
     *,
     base_dir: str | os.PathLike[str] | None = None,
 ) -> Scene:
-    """Load a scene from a JSON file, a glTF/GLB file, or a dict in the same format.
+    """Load a scene from a JSON file, a glTF/GLB file, or a dict in the same format. A
+    material graph file loads as its preview scene.
 
     Relative paths inside a dict resolve against `base_dir` (default: the working folder).
     """
@@ -72,6 +73,15 @@ def load_scene(
         raise SceneError(
             f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
         ) from exc
+    from ..materials.loader import is_material_document
+
+    if is_material_document(data):
+        # A material file renders as its preview: a sphere under the default sky.
+        from ..materials.preview import preview_scene_dict
+
+        scene = scene_from_dict(preview_scene_dict(path), name=str(path), base_dir=path.parent)
+        scene.source = path
+        return scene
     scene = scene_from_dict(
         data, name=str(path), base_dir=Path(base_dir) if base_dir else path.parent
     )
@@ -179,6 +189,8 @@ class _SceneReader:
             seed=s.integer("seed", d.seed, low=0, high=2**32 - 1),
             rr_depth=s.integer("rr_depth", d.rr_depth, low=1, high=MAX_DEPTH),
             strategy=s.string("strategy", d.strategy, choices=STRATEGIES),
+            layered_walks=s.integer("layered_walks", d.layered_walks, low=1, high=1024),
+            layered_depth=s.integer("layered_depth", d.layered_depth, low=1, high=1024),
         )
         s.finish()
         return result
@@ -273,7 +285,12 @@ class _SceneReader:
         return scale
 
     def material(self, s: Section) -> Material:
-        kind = s.string("type", choices=("diffuse",))
+        kind = s.string("type", choices=("diffuse", "layered"))
+        if kind == "layered":
+            material = Material(kind="layered", graph=self.material_graph(s))
+            material.emission = s.color("emission", [0.0, 0.0, 0.0])
+            s.finish()
+            return material
         material = Material(
             kind=kind,
             albedo=self.texture(s, "albedo", [0.5, 0.5, 0.5]),
@@ -287,6 +304,20 @@ class _SceneReader:
                 s.fail(f"albedo components must be <= 1, got {colour.tolist()}", "albedo")
         s.finish()
         return material
+
+    def material_graph(self, s: Section) -> Any:
+        """A layered material: a graph file (`path`) or an inline graph (`graph`)."""
+        from ..materials import load_material
+
+        if s.has("path") == s.has("graph"):
+            s.fail("a layered material needs exactly one of 'path' and 'graph'")
+        try:
+            if s.has("path"):
+                return load_material(self.resolve(s, "path"))
+            return load_material(s.mapping("graph"), base_dir=self.base_dir)
+        except SceneError as exc:
+            key = "path" if s.has("path") else "graph"
+            s.fail(str(exc), key)
 
     # --- geometry ---------------------------------------------------------------------
     def mesh(self, s: Section) -> Mesh:

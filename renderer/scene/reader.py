@@ -37,9 +37,12 @@ def _kind(value: Any) -> str:
 class Section:
     """One JSON object of a scene, read key by key."""
 
-    def __init__(self, data: Any, path: str, source: str) -> None:
+    def __init__(
+        self, data: Any, path: str, source: str, error: type[SceneError] = SceneError
+    ) -> None:
         self.path = path
         self.source = source
+        self.error = error
         if not isinstance(data, dict):
             self.fail(f"expected an object, got {_kind(data)}")
         self.data: dict[str, Any] = data
@@ -53,7 +56,7 @@ class Section:
 
     def fail(self, message: str, key: str | int | None = None) -> NoReturn:
         where = self.key_path(key) if key is not None else (self.path or "top level")
-        raise SceneError(f"{self.source}: {where}: {message}")
+        raise self.error(f"{self.source}: {where}: {message}")
 
     # --- presence -----------------------------------------------------------------------
     def has(self, key: str) -> bool:
@@ -191,7 +194,11 @@ class Section:
         value = self.raw(key, default)
         if value is None and default is None:
             return None
-        return Section(value, self.key_path(key), self.source)
+        return Section(value, self.key_path(key), self.source, self.error)
+
+    def child(self, value: Any, key: str | int) -> Section:
+        """A Section for `value`, found under `key` of this one."""
+        return Section(value, self.key_path(key), self.source, self.error)
 
     def sequence(self, key: str, default: Any = REQUIRED) -> list[Any]:
         value = self.raw(key, default)

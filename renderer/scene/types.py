@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -42,6 +43,8 @@ class Integrator:
     seed: int = 0
     rr_depth: int = 3
     strategy: str = "mis"
+    layered_walks: int = 1  # random walks per evaluation of a layered material
+    layered_depth: int = 16  # vertices per walk
 
 
 @dataclass
@@ -62,15 +65,25 @@ class Texture:
 
 @dataclass
 class Material:
-    """A surface material; `kind` selects the BSDF (only "diffuse" so far)."""
+    """A surface material: "diffuse" (an albedo texture) or "layered" (a material graph,
+    renderer.materials.MaterialGraph), plus front-face emission."""
 
     kind: str = "diffuse"
     albedo: Texture = field(default_factory=lambda: Texture.constant([0.5, 0.5, 0.5]))
     emission: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3] radiance
+    graph: Any = None  # MaterialGraph when kind == "layered"
 
     @property
     def is_emissive(self) -> bool:
         return bool(np.any(self.emission > 0))
+
+    def material_graph(self) -> Any:
+        """The graph the device evaluates; a diffuse material is a one-lobe graph."""
+        if self.kind == "layered":
+            return self.graph
+        from ..materials.graph import MaterialGraph
+
+        return MaterialGraph.diffuse(self.albedo)
 
 
 @dataclass

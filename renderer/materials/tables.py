@@ -1,0 +1,187 @@
+"""Material graphs -> the device tables of shaders/materials/material.slang.
+
+Graphs are flattened into record arrays (materials, nodes, stacks, lobes, layers,
+textures) whose layouts come from the kernel's reflection, plus one float4 texel buffer
+holding every image. A texture object used by several parameters is stored once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..device import Kernel, RenderDevice
+from ..scene.types import Texture
+from .graph import Layer, Lobe, MaterialGraph, Mix, Node, Stack
+
+INVALID_INDEX = 0xFFFFFFFF
+TEXTURE_KINDS = {"constant": 0, "image": 1, "checker": 2}
+LOBE_CODES = {"diffuse": 0, "conductor": 1, "dielectric": 2, "sheen": 3, "flakes": 4}
+CONDUCTOR_MODES = {"artist": 0, "ior": 1}
+NODE_STACK, NODE_MIX = 0, 1
+DEFAULT_WALKS = 1
+DEFAULT_WALK_DEPTH = 16
+
+
+@dataclass
+class MaterialEntry:
+    graph: MaterialGraph
+    emission: np.ndarray  # [3] radiance from the front face
+
+
+class _TableBuilder:
+    def __init__(self, kernel: Kernel) -> None:
+        self.kernel = kernel
+        self.textures: list[Texture] = []
+        self.texture_index: dict[int, int] = {}
+        self.lobes: list[tuple[Lobe, int]] = []
+        self.layers: list[Layer] = []
+        self.stacks: list[dict[str, int]] = []
+        self.nodes: list[dict[str, int]] = []
+
+    def texture(self, texture: Texture | None) -> int:
+        if texture is None:
+            return INVALID_INDEX
+        key = id(texture)
+        if key not in self.texture_index:
+            self.texture_index[key] = len(self.textures)
+            self.textures.append(texture)
+        return self.texture_index[key]
+
+    def node(self, node: Node) -> int:
+        index = len(self.nodes)
+        self.nodes.append({})
+        if isinstance(node, Mix):
+            self.nodes[index] = {
+                "kind": NODE_MIX,
+                "mask": self.texture(node.mask),
+                "child_a": self.node(node.a),
+                "child_b": self.node(node.b),
+            }
+        else:
+            self.nodes[index] = {"kind": NODE_STACK, "stack": self.stack(node)}
+        return index
+
+    def stack(self, stack: Stack) -> int:
+        record = {
+            "lobe_begin": len(self.lobes),
+            "lobe_count": len(stack.lobes),
+            "layer_begin": len(self.layers),
+            "layer_count": len(stack.layers),
+            "normal_map": self.texture(stack.normal_map),
+        }
+        for lobe in stack.lobes:
+            self.lobes.append((lobe, 0))
+        self.layers.extend(stack.layers)
+        self.stacks.append(record)
+        return len(self.stacks) - 1
+
+    def records(self, struct: str, rows: list[dict[str, Any]]) -> np.ndarray:
+        out = self.kernel.records(struct, max(len(rows), 1))
+        for i, row in enumerate(rows):
+            for key, value in row.items():
+                out[i][key] = value
+        return out
+
+    def lobe_row(self, lobe: Lobe) -> dict[str, Any]:
+        return {
+            "type": LOBE_CODES[lobe.type],
+            "weight": self.texture(lobe.weight),
+            "color": self.texture(lobe.color),
+            "color2": self.texture(lobe.color2),
+            "roughness": self.texture(lobe.roughness),
+            "anisotropy": self.texture(lobe.anisotropy),
+            "conductor_mode": CONDUCTOR_MODES[lobe.conductor_mode],
+            "ior": lobe.ior,
+            "flake_scale": lobe.flake_scale,
+            "flake_spread": lobe.flake_spread,
+            "flake_density": lobe.flake_density,
+        }
+
+    def layer_row(self, layer: Layer) -> dict[str, Any]:
+        return {
+            "roughness": self.texture(layer.roughness),
+            "absorption": self.texture(layer.absorption),
+            "normal_map": self.texture(layer.normal_map),
+            "scatter_albedo": self.texture(layer.scatter_albedo),
+            "ior": layer.ior,
+            "thickness": layer.thickness,
+            "scattering": layer.scattering,
+            "phase_g": layer.phase_g,
+        }
+
+    def texture_records(self) -> tuple[np.ndarray, np.ndarray]:
+        records = self.kernel.records("TextureData", max(len(self.textures), 1))
+        texels: list[np.ndarray] = []
+        offset = 0
+        for i, texture in enumerate(self.textures):
+            record = records[i]
+            record["kind"] = TEXTURE_KINDS[texture.kind]
+            record["value"] = texture.value
+            record["value2"] = texture.value2
+            record["uv_scale"] = texture.uv_scale
+            if texture.kind == "image":
+                image = np.asarray(texture.image, np.float32)
+                if image.ndim == 2:
+                    image = np.repeat(image[..., None], 3, axis=-1)
+                h, w = image.shape[:2]
+                record["offset"] = offset
+                record["width"] = w
+                record["height"] = h
+                rgba = np.concatenate(
+                    [image.reshape(-1, 3), np.ones((h * w, 1), np.float32)], axis=1
+                )
+                texels.append(rgba)
+                offset += h * w
+        texel_array = np.concatenate(texels) if texels else np.zeros((1, 4), np.float32)
+        return records, texel_array
+
+
+class MaterialTables:
+    """Device buffers for a list of materials; `bind()` is the `MaterialTables` value."""
+
+    def __init__(
+        self,
+        device: RenderDevice,
+        kernel: Kernel,
+        materials: list[MaterialEntry],
+        walk_count: int = DEFAULT_WALKS,
+        walk_depth: int = DEFAULT_WALK_DEPTH,
+    ) -> None:
+        builder = _TableBuilder(kernel)
+        material_rows = []
+        for entry in materials:
+            root = builder.node(entry.graph.root)
+            material_rows.append(
+                {
+                    "root": root,
+                    "emission": np.asarray(entry.emission, np.float32),
+                    "transmissive": int(entry.graph.transmissive),
+                }
+            )
+        lobes = builder.records("LobeData", [builder.lobe_row(lobe) for lobe, _ in builder.lobes])
+        layers = builder.records(
+            "LayerData", [builder.layer_row(layer) for layer in builder.layers]
+        )
+        nodes = builder.records("NodeData", builder.nodes)
+        stacks = builder.records("StackData", builder.stacks)
+        records = builder.records("MaterialData", material_rows)
+        textures, texels = builder.texture_records()
+        self.texture_count = len(builder.textures)
+        self.texel_count = int(texels.shape[0])
+        self.walk_count = walk_count
+        self.walk_depth = walk_depth
+        self.buffers = {
+            "materials": device.upload(records),
+            "nodes": device.upload(nodes),
+            "stacks": device.upload(stacks),
+            "lobes": device.upload(lobes),
+            "layers": device.upload(layers),
+            "textures": device.upload(textures),
+            "texels": device.upload(texels),
+        }
+
+    def bind(self) -> dict[str, Any]:
+        return {**self.buffers, "walk_count": self.walk_count, "walk_depth": self.walk_depth}
