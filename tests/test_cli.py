@@ -127,3 +127,30 @@ def test_ctrl_c_writes_partial_image(tmp_path: Path) -> None:
     image = read_image(tmp_path / "part.exr")
     assert image.shape == (16, 24, 3) and np.isfinite(image).all() and image.max() > 0
     assert (tmp_path / "part.png").is_file()
+
+
+def test_render_material_preview_and_broken_material(tmp_path: Path) -> None:
+    repo = Path(__file__).resolve().parent.parent
+    material = repo / "materials" / "scratched_gold.json"
+    nrender(
+        "render",
+        str(material),
+        "--res",
+        "24x18",
+        "--spp",
+        "1",
+        "--out",
+        "m",
+        "--quiet",
+        "--device",
+        "cpu",
+        cwd=tmp_path,
+    )
+    image = read_image(tmp_path / "m.exr")
+    assert image.shape == (18, 24, 3) and np.isfinite(image).all()
+    (tmp_path / "bad.json").write_text(
+        '{"version": 1, "base": [{"type": "diffuse", "albedo": -1}]}'
+    )
+    proc = nrender("render", "bad.json", cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "bad.json" in proc.stderr and "albedo" in proc.stderr

@@ -323,3 +323,24 @@ def test_material_file_loads_as_preview_scene() -> None:
     scene = load_scene(Path(__file__).parent.parent / "materials" / "coated_plastic.json")
     assert scene.materials["subject"].kind == "layered"
     assert {i.material for i in scene.instances} == {"subject", "floor"}
+
+
+def test_every_key_is_documented(
+    tmp_path: Path, texture_png: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from renderer.scene.reader import Section
+
+    read: set[str] = set()
+    original = Section.raw
+
+    def recording_raw(self, key, default=Section.raw.__defaults__[0]):  # type: ignore[index]
+        read.add(key)
+        return original(self, key, default)
+
+    monkeypatch.setattr(Section, "raw", recording_raw)
+    load_material(full_graph(), base_dir=tmp_path)
+    load_material({"version": 1, "base": [{"type": "dielectric", "ior": 1.3, "roughness": 0.1}]})
+    doc = (Path(__file__).parent.parent / "materials" / "README.md").read_text()
+    missing = sorted(k for k in read if f"`{k}`" not in doc)
+    assert not missing, f"keys read but not documented in materials/README.md: {missing}"
+    assert len(read) > 50

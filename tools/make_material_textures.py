@@ -13,17 +13,14 @@ command writes the same bytes.
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from renderer.image_io import atomic_path, linear_to_srgb, write_ldr
+from renderer.materials import load_material, patterns
 
-from renderer.image_io import atomic_path, linear_to_srgb, write_ldr  # noqa: E402
-from renderer.materials import load_material  # noqa: E402
-from renderer.materials import patterns  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 RESOLUTION = 512
 
@@ -53,14 +50,17 @@ def export_textures(material: Path, out: Path) -> list[Path]:
     graph = load_material(material)
     out.mkdir(parents=True, exist_ok=True)
     written = []
+    normal_maps = {
+        id(m)
+        for stack in graph.stacks()
+        for m in (stack.normal_map, *(layer.normal_map for layer in stack.layers))
+    }
     for name, texture in graph.textures.items():
         if texture.kind != "image":
             continue
         image = np.asarray(texture.image, np.float32)
-        if image.min() < 0:  # normals
-            pixels = 0.5 + 0.5 * image
-        else:
-            pixels = linear_to_srgb(np.clip(image, 0, 1))
+        normals = id(texture) in normal_maps
+        pixels = 0.5 + 0.5 * image if normals else linear_to_srgb(np.clip(image, 0, 1))
         path = out / f"{graph.name or material.stem}_{name}.png"
         write_ldr(path, np.round(np.clip(pixels, 0, 1) * 255).astype(np.uint8))
         written.append(path)

@@ -6,9 +6,25 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..scene.types import Material, Scene
+from .loader import load_material
 
-def preview_scene_dict(material_path: Path) -> dict[str, Any]:
-    """A scene (format v1) showing the material file at `material_path`."""
+
+def preview_scene(material_path: Path) -> Scene:
+    """The preview scene of a material file; errors in the file name that file alone."""
+    from ..scene.loader import scene_from_dict
+
+    graph = load_material(material_path)
+    scene = scene_from_dict(
+        preview_scene_dict(), name=f"preview of {material_path}", base_dir=Path.cwd()
+    )
+    scene.materials["subject"] = Material(kind="layered", graph=graph)
+    scene.source = Path(material_path)
+    return scene
+
+
+def preview_scene_dict() -> dict[str, Any]:
+    """The preview scene (format v1), with a grey stand-in for the material shown."""
     return {
         "version": 1,
         "camera": {
@@ -26,7 +42,7 @@ def preview_scene_dict(material_path: Path) -> dict[str, Any]:
             "scale": 0.6,
         },
         "materials": {
-            "subject": {"type": "layered", "path": str(Path(material_path).resolve())},
+            "subject": {"type": "diffuse", "albedo": 0.5},
             "floor": {
                 "type": "diffuse",
                 "albedo": {

@@ -77,11 +77,9 @@ def load_scene(
 
     if is_material_document(data):
         # A material file renders as its preview: a sphere under the default sky.
-        from ..materials.preview import preview_scene_dict
+        from ..materials.preview import preview_scene
 
-        scene = scene_from_dict(preview_scene_dict(path), name=str(path), base_dir=path.parent)
-        scene.source = path
-        return scene
+        return preview_scene(path)
     scene = scene_from_dict(
         data, name=str(path), base_dir=Path(base_dir) if base_dir else path.parent
     )
