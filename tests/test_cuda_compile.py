@@ -1,0 +1,83 @@
+"""The CUDA path, checked on machines without a GPU: the kernels go through a standalone
+slangc (from the slangtorch wheel) to CUDA C++ and through nvcc to PTX for sm_90, so a
+shader change that only breaks the CUDA target fails here, not on a GPU machine later.
+
+Skipped when slangtorch's slangc or nvcc is not installed."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+KERNELS = [
+    ("integrators/path_tracer.slang", "render_pass"),
+    ("materials/material_query.slang", "material_query"),
+    ("scene/trace_rays.slang", "trace_rays"),
+]
+
+
+def _slangc() -> Path:
+    slangtorch = pytest.importorskip("slangtorch")
+    path = Path(slangtorch.__file__).parent / "bin" / "slangc"
+    if not path.is_file():
+        pytest.skip("slangtorch carries no slangc")
+    return path
+
+
+@pytest.mark.parametrize("module, entry", KERNELS, ids=[k[1] for k in KERNELS])
+def test_kernel_compiles_to_ptx(tmp_path: Path, module: str, entry: str) -> None:
+    slangc = _slangc()
+    nvcc = shutil.which("nvcc") or next(
+        (p for p in ("/usr/local/cuda/bin/nvcc",) if os.path.exists(p)), None
+    )
+    if nvcc is None:
+        pytest.skip("nvcc is not installed")
+    env = dict(os.environ, LD_LIBRARY_PATH=str(slangc.parent))
+    cu = tmp_path / f"{entry}.cu"
+    proc = subprocess.run(
+        [
+            str(slangc),
+            str(REPO / "shaders" / module),
+            "-I",
+            str(REPO / "shaders"),
+            "-target",
+            "cuda",
+            "-entry",
+            entry,
+            "-stage",
+            "compute",
+            "-DNRENDER_DEVICE_CUDA=1",
+            "-o",
+            str(cu),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0 and cu.is_file(), proc.stderr[-4000:]
+    ptx = tmp_path / f"{entry}.ptx"
+    proc = subprocess.run(
+        [
+            nvcc,
+            "-arch=sm_90",
+            "-std=c++17",
+            "-DSLANG_CUDA_ENABLE_HALF=1",
+            "-w",
+            f"-I{slangc.parent.parent / 'include'}",
+            "-ptx",
+            str(cu),
+            "-o",
+            str(ptx),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert ".entry" in ptx.read_text()
