@@ -84,3 +84,18 @@ def assert_mean_close(
     mean = float(values.mean())
     se = float(np.sqrt(variances.sum()) / values.size)
     assert abs(mean - expected) <= z * se + 1e-6, f"mean {mean} vs {expected} (se {se})"
+
+
+def record_read_keys(monkeypatch: pytest.MonkeyPatch) -> set[str]:
+    """Every key a scene or material loader reads from now on (for the docs tests)."""
+    from renderer.scene.reader import Section
+
+    read: set[str] = set()
+    original = Section.raw
+
+    def recording_raw(self, key, default=Section.raw.__defaults__[0]):  # type: ignore[index]
+        read.add(key)
+        return original(self, key, default)
+
+    monkeypatch.setattr(Section, "raw", recording_raw)
+    return read

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import record_read_keys
 
 from renderer.errors import MaterialError, SceneError
 from renderer.materials import Mix, Stack, load_material
@@ -328,16 +329,7 @@ def test_material_file_loads_as_preview_scene() -> None:
 def test_every_key_is_documented(
     tmp_path: Path, texture_png: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from renderer.scene.reader import Section
-
-    read: set[str] = set()
-    original = Section.raw
-
-    def recording_raw(self, key, default=Section.raw.__defaults__[0]):  # type: ignore[index]
-        read.add(key)
-        return original(self, key, default)
-
-    monkeypatch.setattr(Section, "raw", recording_raw)
+    read = record_read_keys(monkeypatch)
     load_material(full_graph(), base_dir=tmp_path)
     load_material({"version": 1, "base": [{"type": "dielectric", "ior": 1.3, "roughness": 0.1}]})
     doc = (Path(__file__).parent.parent / "materials" / "README.md").read_text()

@@ -7,11 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, record_read_keys
 
 from renderer import SceneError, load_scene
 from renderer.image_io import write_exr, write_ldr
-from renderer.scene.reader import Section
 
 MINIMAL = {
     "version": 1,
@@ -127,14 +126,7 @@ def test_file_and_dict_load_alike(tmp_path: Path) -> None:
 
 
 def test_every_key_is_documented(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    read: set[str] = set()
-    original = Section.raw
-
-    def recording_raw(self, key, default=Section.raw.__defaults__[0]):  # type: ignore[index]
-        read.add(key)
-        return original(self, key, default)
-
-    monkeypatch.setattr(Section, "raw", recording_raw)
+    read = record_read_keys(monkeypatch)
     load_scene(kitchen_sink(tmp_path), base_dir=tmp_path)
     doc = (REPO / "scenes" / "README.md").read_text()
     missing = sorted(k for k in read if f"`{k}`" not in doc)

@@ -229,14 +229,9 @@ class _MaterialReader:
             t.finish()
             return texture
         if kind == "checker":
-            colors = t.sequence("colors", [[0.8, 0.8, 0.8], [0.2, 0.2, 0.2]])
-            if len(colors) != 2:
-                t.fail(f"expected two colours, got {len(colors)}", "colors")
+            even, odd = t.color_pair("colors", low=-np.inf)
             texture = Texture(
-                kind="checker",
-                value=t.check_color(colors[0], "colors", low=-np.inf),
-                value2=t.check_color(colors[1], "colors", low=-np.inf),
-                uv_scale=self.tiling(t, 8.0),
+                kind="checker", value=even, value2=odd, uv_scale=t.uv_scale("tiling", 8.0)
             )
             t.finish()
             return texture
@@ -265,19 +260,9 @@ class _MaterialReader:
             high = np.broadcast_to(t.color("high", 1.0, low=-np.inf), (3,))
             image = low[None, None, :] + values[..., None] * (high - low)[None, None, :]
             texture = Texture(kind="image", image=image.astype(np.float32))
-        texture.uv_scale = self.tiling(t, 1.0)
+        texture.uv_scale = t.uv_scale("tiling", 1.0)
         t.finish()
         return texture
-
-    @staticmethod
-    def tiling(t: Section, default: float) -> np.ndarray:
-        value = t.raw("tiling", default)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return np.full(2, t.check_number(value, "tiling", low=0.0, low_open=True))
-        scale = t.check_vector(value, "tiling", 2)
-        if (scale <= 0).any():
-            t.fail("tiling must be positive", "tiling")
-        return scale
 
     def image(self, t: Section, key: str, srgb: bool | None = None) -> np.ndarray:
         rel = t.string(key)

@@ -36,7 +36,7 @@ class _TableBuilder:
         self.kernel = kernel
         self.textures: list[Texture] = []
         self.texture_index: dict[int, int] = {}
-        self.lobes: list[tuple[Lobe, int]] = []
+        self.lobes: list[Lobe] = []
         self.layers: list[Layer] = []
         self.stacks: list[dict[str, int]] = []
         self.nodes: list[dict[str, int]] = []
@@ -72,8 +72,7 @@ class _TableBuilder:
             "layer_count": len(stack.layers),
             "normal_map": self.texture(stack.normal_map),
         }
-        for lobe in stack.lobes:
-            self.lobes.append((lobe, 0))
+        self.lobes.extend(stack.lobes)
         self.layers.extend(stack.layers)
         self.stacks.append(record)
         return len(self.stacks) - 1
@@ -161,7 +160,7 @@ class MaterialTables:
                     "transmissive": int(entry.graph.transmissive),
                 }
             )
-        lobes = builder.records("LobeData", [builder.lobe_row(lobe) for lobe, _ in builder.lobes])
+        lobes = builder.records("LobeData", [builder.lobe_row(lobe) for lobe in builder.lobes])
         layers = builder.records(
             "LayerData", [builder.layer_row(layer) for layer in builder.layers]
         )

@@ -248,15 +248,9 @@ class _SceneReader:
         if kind == "constant":
             tex = Texture.constant(t.color("value"))
         elif kind == "checker":
-            colors = t.sequence("colors", [[0.8, 0.8, 0.8], [0.2, 0.2, 0.2]])
-            if len(colors) != 2:
-                t.fail(f"expected two colours, got {len(colors)}", "colors")
-            tex = Texture(
-                kind="checker",
-                value=t.check_color(colors[0], "colors"),
-                value2=t.check_color(colors[1], "colors"),
-            )
-            uv_scale = self.uv_scale(t, 8.0)
+            even, odd = t.color_pair("colors")
+            tex = Texture(kind="checker", value=even, value2=odd)
+            uv_scale = t.uv_scale("scale", 8.0)
         else:
             path = self.resolve(t, "path")
             srgb = t.raw("srgb", None)
@@ -267,20 +261,10 @@ class _SceneReader:
             except ImageError as exc:
                 t.fail(str(exc), "path")
             tex = Texture(kind="image", image=image, path=str(path))
-            uv_scale = self.uv_scale(t, 1.0)
+            uv_scale = t.uv_scale("scale", 1.0)
         tex.uv_scale = uv_scale
         t.finish()
         return tex
-
-    @staticmethod
-    def uv_scale(t: Section, default: float) -> np.ndarray:
-        value = t.raw("scale", default)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return np.full(2, t.check_number(value, "scale", low=0.0, low_open=True))
-        scale = t.check_vector(value, "scale", 2)
-        if (scale <= 0).any():
-            t.fail("uv scale must be positive", "scale")
-        return scale
 
     def material(self, s: Section) -> Material:
         kind = s.string("type", choices=("diffuse", "layered"))

@@ -190,6 +190,23 @@ class Section:
             self.fail(f"colour components must be >= {low:g}, got {rgb.tolist()}", key)
         return rgb
 
+    def color_pair(self, key: str, *, low: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Two colours, e.g. a checker's even and odd cells (default light and dark grey)."""
+        colors = self.sequence(key, [[0.8, 0.8, 0.8], [0.2, 0.2, 0.2]])
+        if len(colors) != 2:
+            self.fail(f"expected two colours, got {len(colors)}", key)
+        return self.check_color(colors[0], key, low=low), self.check_color(colors[1], key, low=low)
+
+    def uv_scale(self, key: str, default: float) -> np.ndarray:
+        """A texture's uv repeat: one positive number, or [su, sv]."""
+        value = self.raw(key, default)
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return np.full(2, self.check_number(value, key, low=0.0, low_open=True))
+        scale = self.check_vector(value, key, 2)
+        if (scale <= 0).any():
+            self.fail("uv scale must be positive", key)
+        return scale
+
     def section(self, key: str, default: Any = REQUIRED) -> Section | None:
         value = self.raw(key, default)
         if value is None and default is None:
