@@ -23,6 +23,12 @@ LOBES = {
         {"type": "flakes", "color": 0.9, "roughness": 0.4, "density": 1, "spread": 0.3, "scale": 10}
     ],
 }
+# A tilted normal (normal maps use the same reciprocal, energy-bounded tilted frame as
+# flakes); the checks run at uv (0.5, 0.5), where this map tilts the normal by ~20 degrees.
+BUMPS = {"type": "normal_map", "height": {"type": "noise", "frequency": 2, "seed": 7}, "depth": 0.6}
+LOBES["bumped_lambert"] = [{"type": "diffuse", "albedo": 0.8}]
+LOBES["bumped_conductor"] = [{"type": "conductor", "metal": "silver", "roughness": 0.4}]
+NORMAL_MAPPED = {"bumped_lambert", "bumped_conductor"}
 LAYERED = {
     # Coated plastic: diffuse under a rough, slightly absorbing coat.
     "coated_plastic": {
@@ -45,7 +51,13 @@ LAYERED = {
         ],
     },
 }
-ALL = {**{k: {"base": v} for k, v in LOBES.items()}, **LAYERED}
+ALL = {
+    **{
+        k: {"base": v, "resolution": 64, **({"normal_map": BUMPS} if k in NORMAL_MAPPED else {})}
+        for k, v in LOBES.items()
+    },
+    **LAYERED,
+}
 ANGLES = (5.0, 35.0, 65.0, 85.0)
 
 
@@ -72,7 +84,7 @@ def test_sampling_matches_pdf(queries: dict[str, MaterialQueries], name: str) ->
 
 
 def _sampled(q: MaterialQueries, wo: np.ndarray, n: int, seed: int = 5):
-    uv = np.random.default_rng(seed).random((n, 2))
+    uv = np.random.default_rng(seed).random((n, 2))  # normal maps: many tilts
     wi, weight, pdf, delta = q.sample(uv, repeat(wo, n), seed=seed)
     ok = (pdf > 0) & ~delta
     return uv[ok], wi[ok], weight[ok], pdf[ok], repeat(wo, int(ok.sum()))
@@ -165,6 +177,12 @@ WHITE = {
         "base": [{"type": "diffuse", "albedo": 1}],
         "layers": [{"ior": 1.5, "roughness": 0.2}],
     },
+    "bumped_coat": {
+        "resolution": 64,
+        "base": [{"type": "conductor", "reflectivity": 1, "roughness": 0.3}],
+        "normal_map": BUMPS,
+        "layers": [{"ior": 1.5, "roughness": 0.05, "normal_map": BUMPS}],
+    },
     "stack_of_three": {
         "base": [{"type": "sheen", "color": 1, "weight": 0.3}, {"type": "diffuse", "albedo": 1}],
         "layers": [
@@ -248,3 +266,39 @@ def test_index_matched_clear_coat_equals_its_base(cpu: RenderDevice, base: str) 
     f_coated = coated.evaluate(uv, a, b, samples=8)
     # Equal but for float rounding of the (identity) refractions at grazing angles.
     np.testing.assert_allclose(f_coated, f_plain, rtol=3e-3, atol=1e-7)
+
+
+def test_mix_node_blends_stacks_by_its_mask(cpu: RenderDevice) -> None:
+    """A mix is resolved by picking a stack at random per evaluation: the expected value is
+    the blend, here 0.3 * dark + 0.7 * light for a constant mask of 0.7."""
+    graph = {
+        "version": 1,
+        "nodes": {
+            "dark": {"type": "stack", "base": [{"type": "diffuse", "albedo": 0.2}]},
+            "light": {"type": "stack", "base": [{"type": "diffuse", "albedo": 0.8}]},
+            "both": {"type": "mix", "mask": 0.7, "a": "dark", "b": "light"},
+        },
+        "root": "both",
+    }
+    q = MaterialQueries(load_material(graph), cpu)
+    n = 2000
+    wi, wo = repeat(direction(30.0), n), repeat(direction(50.0, 90.0), n)
+    f = q.evaluate(np.full((n, 2), 0.5), wi, wo, samples=64)[:, 0]
+    expected = (0.3 * 0.2 + 0.7 * 0.8) * wi[0, 2] / np.pi
+    single = np.array([0.2, 0.8]) * wi[0, 2] / np.pi
+    se = (single[1] - single[0]) * np.sqrt(0.21 / 64) / np.sqrt(n)
+    assert abs(f.mean() - expected) < 5 * se
+    assert f.min() < f.max()  # each estimate is a random blend, not a fixed mix
+
+
+def test_triangle_tangents_follow_du() -> None:
+    from renderer.render.scene_buffers import Triangles
+
+    p = np.array([[[0, 0, 0], [2, 0, 0], [0, 0, -3]]], np.float32)
+    uv = np.array([[[0, 0], [1, 0], [0, 1]]], np.float32)
+    tris = Triangles(p, np.zeros_like(p), uv, np.zeros(1, np.uint32))
+    np.testing.assert_allclose(tris.tangents(), [[1, 0, 0]], atol=1e-6)
+    flipped = Triangles(p, np.zeros_like(p), uv[:, :, ::-1].copy(), np.zeros(1, np.uint32))
+    np.testing.assert_allclose(flipped.tangents(), [[0, 0, -1]], atol=1e-6)
+    degenerate = Triangles(p, np.zeros_like(p), np.zeros_like(uv), np.zeros(1, np.uint32))
+    np.testing.assert_array_equal(degenerate.tangents(), [[0, 0, 0]])
