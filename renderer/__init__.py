@@ -8,9 +8,11 @@ Scripting mirrors the CLI:
     result = nr.Renderer(scene, device="cpu").render(spp=16, seed=0)
     result.radiance                                  # [H, W, 3] float32, linear
     result.write_outputs("out/default")              # out/default.exr + out/default.png
+
+Layered materials and their batched evaluation live in `renderer.materials`.
 """
 
-from .errors import DeviceError, ImageError, NrenderError, SceneError
+from .errors import DeviceError, ImageError, MaterialError, NrenderError, SceneError
 from .render import Renderer, RenderJob, RenderResult, render
 from .scene import Scene, load_scene, scene_from_dict
 
@@ -19,6 +21,7 @@ __version__ = "0.1.0"
 __all__ = [
     "DeviceError",
     "ImageError",
+    "MaterialError",
     "NrenderError",
     "RenderJob",
     "RenderResult",
