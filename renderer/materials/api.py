@@ -23,7 +23,7 @@ from .graph import MaterialGraph
 from .tables import DEFAULT_WALK_DEPTH, MaterialEntry, MaterialTables
 
 KERNEL = ("materials/material_query.slang", "material_query")
-MODE_EVAL, MODE_SAMPLE, MODE_PDF, MODE_EVAL_AS_SAMPLED = 0, 1, 2, 3
+MODE_EVAL, MODE_SAMPLE, MODE_PDF, MODE_EVAL_AS_SAMPLED, MODE_WALK = 0, 1, 2, 3, 4
 MAX_QUERIES_PER_DISPATCH = 1 << 22
 MAX_SAMPLES = 1 << 16
 
@@ -127,6 +127,14 @@ class MaterialQueries:
         """[N] solid-angle density with which `sample` draws wi."""
         out, _ = self._run(MODE_PDF, uv, wo, wi, 1, seed)
         return out[:, 0].copy()
+
+    def sample_walk(
+        self, uv: np.ndarray, wo: np.ndarray, seed: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exit wi [N, 3] and weight [N, 3] (zero when the walk died) of the analog random
+        walk through each stack: an estimator independent of `evaluate`, for tests."""
+        out, out2 = self._run(MODE_WALK, uv, wo, None, 1, seed)
+        return out2[:, :3].copy(), out[:, :3].copy()
 
     def evaluate_as_sampled(
         self, uv: np.ndarray, wi: np.ndarray, wo: np.ndarray, seed: int = 0
