@@ -11,6 +11,7 @@ import pytest
 from bsdf_checks import direction, repeat
 
 from renderer.device import RenderDevice
+from renderer.errors import NrenderError
 from renderer.materials import MaterialQueries, Mix, Stack, evaluate, load_material, pdf, sample
 from renderer.paths import materials_dir
 from renderer.render import Renderer
@@ -68,10 +69,16 @@ def test_module_level_api_matches_the_queries_object(cpu: RenderDevice) -> None:
         evaluate(graph, uv, wi, wo, samples=3, seed=5, device=cpu),
         q.evaluate(uv, wi, wo, samples=3, seed=5),
     )
-    with pytest.raises(Exception, match=r"wo: expected shape \[256, 3\]"):
+    with pytest.raises(NrenderError, match=r"wo: expected shape \[256, 3\]"):
         q.evaluate(uv, wi, wo[:10])
-    with pytest.raises(Exception, match=r"wi: contains NaN"):
+    with pytest.raises(NrenderError, match=r"wi: contains NaN"):
         q.evaluate(uv, np.full_like(wi, np.nan), wo)
+    with pytest.raises(
+        NrenderError, match=r"wo: directions must be unit vectors; row 0 has length 2"
+    ):
+        q.evaluate(uv, wi, wo * 2)
+    with pytest.raises(NrenderError, match=r"uv: expected shape \[N, 2\]"):
+        q.evaluate(uv[:, :1], wi, wo)
 
 
 def test_library_preview_renders(cpu: RenderDevice) -> None:

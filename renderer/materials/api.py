@@ -59,6 +59,14 @@ class MaterialQueries:
             )
         if not np.isfinite(array).all():
             raise NrenderError(f"{name}: contains NaN or infinite values")
+        if width == 3:
+            length = np.linalg.norm(array, axis=1)
+            bad = np.nonzero(np.abs(length - 1.0) > 1e-3)[0]
+            if len(bad):
+                raise NrenderError(
+                    f"{name}: directions must be unit vectors; row {bad[0]} has length "
+                    f"{length[bad[0]]:.4g} ({len(bad)} rows are off)"
+                )
         rows[:, :width] = array
         return rows
 
