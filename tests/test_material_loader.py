@@ -135,6 +135,8 @@ def test_full_graph_loads(tmp_path: Path, texture_png: Path) -> None:
 def test_patterns_tile_and_depend_on_seed(tmp_path: Path) -> None:
     from renderer.materials import patterns
 
+    # Octaves finer than the texels are skipped rather than allocated.
+    assert patterns.fbm(16, 4096, 12, 0.5, seed=0).shape == (16, 16)
     a = patterns.fbm(64, 4, 3, 0.5, seed=1)
     assert not np.array_equal(a, patterns.fbm(64, 4, 3, 0.5, seed=2))
     np.testing.assert_array_equal(a, patterns.fbm(64, 4, 3, 0.5, seed=1))
@@ -257,6 +259,22 @@ BROKEN: list[tuple[str, Any, str]] = [
         "unknown metal",
         {"base": [{"type": "conductor", "metal": "unobtainium"}]},
         r"metal: expected one of",
+    ),
+    (
+        "absurd scratches",
+        {
+            "textures": {"s": {"type": "scratches", "count": 100000, "length": 4}},
+            "base": [{"type": "diffuse", "albedo": "s"}],
+        },
+        r"textures\.s\.count: 100000 scratches of length 4 at 512x512 is too much work",
+    ),
+    (
+        "absurd resolution of a texture",
+        {
+            "textures": {"n": {"type": "noise", "resolution": 100000}},
+            "base": [{"type": "diffuse", "albedo": "n"}],
+        },
+        r"textures\.n\.resolution: expected an integer in \[1, 8192\]",
     ),
 ]
 

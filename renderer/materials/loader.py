@@ -31,6 +31,7 @@ MAX_TEXTURE_RESOLUTION = 8192
 # perfectly smooth (delta) vertex defeats; see shaders/materials/layered.slang.
 MIN_COATED_ROUGHNESS = 0.05
 MIN_FLAKE_ROUGHNESS = 0.05
+MAX_SCRATCH_POINTS = 2e7  # a few seconds of rasterising
 TEXTURE_TYPES = (
     "constant",
     "image",
@@ -304,11 +305,19 @@ class _MaterialReader:
             direction = t.raw("direction", None)
             if direction is not None:
                 direction = t.check_number(direction, "direction")
+            count = t.integer("count", 200, low=0, high=100000)
+            length = t.number("length", 0.15, low=0.0, high=4.0)
+            if patterns.scratch_points(res, count, length) > MAX_SCRATCH_POINTS:
+                t.fail(
+                    f"{count} scratches of length {length:g} at {res}x{res} is too much work; "
+                    "use fewer, shorter scratches or a lower resolution",
+                    "count",
+                )
             return patterns.scratches(
                 res,
-                count=t.integer("count", 200, low=0, high=100000),
-                length=t.number("length", 0.15, low=0.0, high=4.0),
-                width=t.number("width", 1.0, low=0.0, high=64.0),
+                count=count,
+                length=length,
+                width=t.number("width", 1.0, low=0.0, high=16.0),
                 direction=direction,
                 spread=t.number("spread", 10.0, low=0.0, high=180.0),
                 seed=seed,

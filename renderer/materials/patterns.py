@@ -55,6 +55,8 @@ def fbm(
     total = np.zeros_like(x)
     amplitude = 1.0
     for octave in range(octaves):
+        if (frequency << octave) > 2 * resolution:
+            break  # finer than the texels: adds only aliasing (and memory)
         total += amplitude * value_noise(x, y, frequency << octave, rng)
         amplitude *= gain
     return _normalise(total).astype(np.float32)
@@ -90,6 +92,11 @@ def cellular(
     # Distance to the cell border is about half the gap between the two nearest points.
     edge = np.clip(0.5 * (second - best) / max(softness, 1e-6), 0.0, 1.0)
     return np.where(owner, _smooth(edge), 0.0).astype(np.float32)
+
+
+def scratch_points(resolution: int, count: int, length: float) -> float:
+    """How many points `scratches` splats: its cost, for the loader's size check."""
+    return count * 1.5 * length * resolution * 2
 
 
 def scratches(
