@@ -296,6 +296,23 @@ def test_broken_files(tmp_path: Path) -> None:
         load_material(tmp_path / "missing.json")
     with pytest.raises(MaterialError, match=r"version: unsupported material version 2"):
         load_material(write(tmp_path, {"version": 2, "base": [{"type": "diffuse"}]}))
+    from renderer.image_io import write_exr
+
+    nan_image = np.full((4, 4, 3), 0.5, np.float32)
+    nan_image[1, 2] = np.nan
+    write_exr(tmp_path / "nan.exr", {"RGB": nan_image})
+    with pytest.raises(
+        MaterialError, match=r"albedo\.path: .*nan\.exr: 1 pixels are NaN or infinite"
+    ):
+        load_material(
+            write(
+                tmp_path,
+                {
+                    "version": 1,
+                    "base": [{"type": "diffuse", "albedo": {"type": "image", "path": "nan.exr"}}],
+                },
+            )
+        )
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"not a png")
     with pytest.raises(MaterialError, match=r"albedo\.path: .*bad\.png"):
