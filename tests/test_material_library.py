@@ -56,7 +56,9 @@ def test_library_material_is_sound(cpu: RenderDevice, path: Path) -> None:
         assert np.isfinite(f).all() and (f >= 0).all()
 
 
-def test_module_level_api_matches_the_queries_object(cpu: RenderDevice) -> None:
+def test_module_level_api_matches_the_queries_object(
+    cpu: RenderDevice, monkeypatch: pytest.MonkeyPatch
+) -> None:
     graph = load_material(materials_dir() / "coated_plastic.json")
     n = 256
     rng = np.random.default_rng(1)
@@ -69,6 +71,12 @@ def test_module_level_api_matches_the_queries_object(cpu: RenderDevice) -> None:
         evaluate(graph, uv, wi, wo, samples=3, seed=5, device=cpu),
         q.evaluate(uv, wi, wo, samples=3, seed=5),
     )
+    # However a batch is split into dispatches, query i draws from stream i.
+    whole = q.evaluate(uv, wi, wo, samples=3, seed=5)
+    import renderer.materials.api as api
+
+    monkeypatch.setattr(api, "MAX_QUERIES_PER_DISPATCH", 100)
+    np.testing.assert_array_equal(q.evaluate(uv, wi, wo, samples=3, seed=5), whole)
     with pytest.raises(NrenderError, match=r"wo: expected shape \[256, 3\]"):
         q.evaluate(uv, wi, wo[:10])
     with pytest.raises(NrenderError, match=r"wi: contains NaN"):

@@ -330,8 +330,11 @@ def test_mesh_file_and_gltf_scene(tmp_path: Path) -> None:
     assert scene.camera.fov == pytest.approx(45)
     np.testing.assert_allclose(scene.camera.position, [0, 0, 5])
     material = next(iter(scene.materials.values()))
-    assert material.albedo.kind == "image"
-    np.testing.assert_allclose(material.albedo.image[0, 0], [0.5, 0.25, 1.0], atol=0.01)
+    # glTF's default metallic factor is 1: a conductor whose reflectivity is the base colour.
+    (stack,) = material.graph.stacks()
+    base = stack.lobes[0]
+    assert base.type == "conductor" and base.color.kind == "image"
+    np.testing.assert_allclose(base.color.image[0, 0], [0.5, 0.25, 1.0], atol=0.01)
     assert not scene.environment.is_black
 
     box.export(tmp_path / "box.obj")

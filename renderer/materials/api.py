@@ -40,13 +40,8 @@ class MaterialQueries:
         self.graph = graph
         self.device = open_device(device) if isinstance(device, str) else device
         self.kernel = self.device.kernel(*KERNEL)
-        self.tables = MaterialTables(
-            self.device,
-            self.kernel,
-            [MaterialEntry(graph, np.zeros(3))],
-            walk_count=1,
-            walk_depth=walk_depth,
-        )
+        self.walk_depth = walk_depth
+        self.tables = MaterialTables(self.device, self.kernel, [MaterialEntry(graph, np.zeros(3))])
 
     def _rows(self, name: str, values: np.ndarray | None, width: int, count: int) -> np.ndarray:
         rows = np.zeros((count, 4), np.float32)
@@ -99,18 +94,18 @@ class MaterialQueries:
             g_out2 = self.device.zeros(n, 16)
             self.kernel.dispatch(
                 (n, 1, 1),
-                g_tables=self.tables.bind(),
+                g_tables=self.tables.bind(1, self.walk_depth),
                 g_uv=self.device.upload(uv_rows[start:stop]),
                 g_wo=self.device.upload(wo_rows[start:stop]),
                 g_wi=self.device.upload(wi_rows[start:stop]),
                 g_out=g_out,
                 g_out2=g_out2,
                 count=n,
+                first=start,  # query i draws from stream i whatever the chunking
                 material=0,
                 mode=mode,
                 samples=samples,
-                # Chunks draw from their own streams so a large batch equals small ones.
-                seed=(seed + start * 0x9E3779B1) & 0xFFFFFFFF,
+                seed=seed & 0xFFFFFFFF,
             )
             out[start:stop] = self.device.download(g_out, np.float32, (n, 4))
             out2[start:stop] = self.device.download(g_out2, np.float32, (n, 4))

@@ -146,8 +146,6 @@ class MaterialTables:
         device: RenderDevice,
         kernel: Kernel,
         materials: list[MaterialEntry],
-        walk_count: int = DEFAULT_WALKS,
-        walk_depth: int = DEFAULT_WALK_DEPTH,
     ) -> None:
         builder = _TableBuilder(kernel)
         material_rows = []
@@ -168,10 +166,6 @@ class MaterialTables:
         stacks = builder.records("StackData", builder.stacks)
         records = builder.records("MaterialData", material_rows)
         textures, texels = builder.texture_records()
-        self.texture_count = len(builder.textures)
-        self.texel_count = int(texels.shape[0])
-        self.walk_count = walk_count
-        self.walk_depth = walk_depth
         self.buffers = {
             "materials": device.upload(records),
             "nodes": device.upload(nodes),
@@ -182,5 +176,9 @@ class MaterialTables:
             "texels": device.upload(texels),
         }
 
-    def bind(self) -> dict[str, Any]:
-        return {**self.buffers, "walk_count": self.walk_count, "walk_depth": self.walk_depth}
+    def bind(
+        self, walk_count: int = DEFAULT_WALKS, walk_depth: int = DEFAULT_WALK_DEPTH
+    ) -> dict[str, Any]:
+        """The `MaterialTables` value, with the layered estimator's walks per evaluation
+        and vertices per walk."""
+        return {**self.buffers, "walk_count": walk_count, "walk_depth": walk_depth}

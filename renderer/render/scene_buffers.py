@@ -16,7 +16,7 @@ import numpy as np
 from ..accel import Bvh, build_bvh
 from ..accel.upload import upload_geometry
 from ..device import Kernel, RenderDevice
-from ..materials.tables import MaterialEntry, MaterialTables
+from ..materials.tables import DEFAULT_WALK_DEPTH, DEFAULT_WALKS, MaterialEntry, MaterialTables
 from ..scene.transform import transform_normals, transform_points
 from ..scene.types import Environment, Scene
 from .distributions import cdf_2d, cdf_rows
@@ -253,15 +253,14 @@ class SceneBuffers:
             "enabled": int(enabled),
         }, power
 
-    def bind(self, layered_walks: int = 1, layered_depth: int = 16) -> dict[str, Any]:
+    def bind(
+        self, layered_walks: int = DEFAULT_WALKS, layered_depth: int = DEFAULT_WALK_DEPTH
+    ) -> dict[str, Any]:
         """Value for the kernel's `ParameterBlock<Scene>`."""
-        materials = self.material_tables.bind()
-        materials["walk_count"] = layered_walks
-        materials["walk_depth"] = layered_depth
         return {
             "geometry": self.geometry,
             "shading": self.shading,
-            "materials": materials,
+            "materials": self.material_tables.bind(layered_walks, layered_depth),
             "environment": self.environment,
             "lights": self.lights,
             "ray_epsilon": float(self.ray_epsilon),

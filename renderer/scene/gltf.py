@@ -52,7 +52,6 @@ def _material(visual: Any) -> Material:
     emission = np.zeros(3) if emissive is None else np.asarray(emissive, np.float64)[:3]
     return Material(
         kind="layered",
-        albedo=base,
         graph=metallic_roughness_graph(material, base),
         emission=np.clip(emission, 0.0, None),
     )
