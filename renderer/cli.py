@@ -1,4 +1,4 @@
-"""The `nrender` command: render, info and bench.
+"""The `nrender` command: render, bake, info and bench.
 
 Errors a user can fix (bad scene, missing file, absent device) print one line and exit
 with status 2; Ctrl-C during a render writes what has accumulated and exits with 130.
@@ -91,7 +91,7 @@ class _StopRequest:
     def _handle(self, signum: int, frame: Any) -> None:
         self.requested = True
         signal.signal(signal.SIGINT, self._previous)
-        print("\nnrender: stopping after the current pass (Ctrl-C again to abort)", file=sys.stderr)
+        print("\nnrender: stopping at the next safe point (Ctrl-C again to abort)", file=sys.stderr)
 
     def __enter__(self) -> _StopRequest:
         self._previous = signal.signal(signal.SIGINT, self._handle)
@@ -158,6 +158,91 @@ def cmd_render(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED
+    return 0
+
+
+def _bake_one(args: argparse.Namespace, source: Path, output: Path, stop: _StopRequest) -> int:
+    from .neural import BakeInterrupted, bake, preset
+
+    try:
+        result = bake(
+            source,
+            output,
+            preset(args.preset),
+            device=args.device,
+            reference_device=args.reference_device,
+            seed=args.seed,
+            resume=args.resume,
+            fresh=args.fresh,
+            progress=not args.quiet,
+            stop=lambda: stop.requested,
+        )
+    except BakeInterrupted as exc:
+        print(f"nrender: {exc}; run the same command with --resume to continue", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    metrics = result.report["metrics"]
+    held, sampler = metrics["heldout"], metrics["sampler"]
+    seconds = sum(result.report["seconds"].values())
+    print(
+        f"baked {source} -> {output} in {seconds:.0f} s: held-out PSNR {held['psnr_db']:.2f} dB "
+        f"(reference noise floor {held['reference_noise_psnr_db']:.2f} dB), log-L1 "
+        f"{held['log_l1']:.4f}; sampler KL {sampler['kl_learned']:.3f} "
+        f"(cosine sampling {sampler['kl_cosine']:.3f})"
+    )
+    print("wrote " + ", ".join(str(p) for p in result.written))
+    return 0
+
+
+def cmd_bake(args: argparse.Namespace) -> int:
+    from .materials import is_material_document
+    from .neural.nmat import read_header
+    from .neural.parameters import material_hash
+
+    source = Path(args.material)
+    if not args.all:
+        output = Path(args.output) if args.output else Path(source.stem + ".nmat")
+        with _StopRequest() as stop:
+            return _bake_one(args, source, output, stop)
+    if not source.is_dir():
+        raise NrenderError(f"--all: {source} is not a folder of material files")
+    out_dir = Path(args.output or "baked")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise NrenderError(f"--all: output {out_dir} exists and is not a folder")
+    from .materials import load_material
+
+    sources = []
+    for path in sorted(source.glob("*.json")):
+        try:
+            document = json.loads(path.read_text())
+        except (OSError, ValueError):
+            document = None
+        if is_material_document(document):
+            sources.append(path)
+    if not sources:
+        raise NrenderError(f"--all: no material files (*.json) in {source}")
+    failures: list[str] = []
+    with _StopRequest() as stop:
+        for path in sources:
+            output = out_dir / (path.stem + ".nmat")
+            header = read_header(output)
+            if header is not None and not args.fresh:
+                try:
+                    same = header.get("source_hash") == material_hash(load_material(path))
+                except NrenderError:
+                    same = False
+                if same and json.loads(header.get("preset", "{}")).get("name") == args.preset:
+                    print(f"skip {path} (unchanged since {output} was baked)")
+                    continue
+            try:
+                status = _bake_one(args, path, output, stop)
+            except NrenderError as exc:
+                print(f"nrender: error: {exc}", file=sys.stderr)
+                failures.append(path.name)
+                continue
+            if status == EXIT_INTERRUPTED:
+                return status
+    if failures:
+        raise NrenderError(f"--all: {len(failures)} material(s) failed: {', '.join(failures)}")
     return 0
 
 
@@ -234,6 +319,49 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--exposure", type=float, default=0.0, help="PNG exposure in stops (default: 0)")
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_render)
+
+    p = sub.add_parser("bake", help="bake a layered material into a neural material (.nmat)")
+    p.add_argument("material", help="material file (.json), or a folder with --all")
+    p.add_argument(
+        "-o",
+        "--output",
+        help="output .nmat (default: <material name>.nmat); with --all a folder (default: baked)",
+    )
+    p.add_argument(
+        "--all",
+        action="store_true",
+        help="bake every material file in the folder, skipping those already baked from the "
+        "same content with the same preset",
+    )
+    p.add_argument(
+        "--preset",
+        choices=("quick", "default"),
+        default="default",
+        help="quick: a few minutes on a 2-core CPU; default: sized for a GPU (default: default)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="torch training device; auto = CUDA when torch has it (default: auto)",
+    )
+    p.add_argument(
+        "--reference-device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="device evaluating the layered reference (default: auto)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint <output>.ckpt"
+    )
+    p.add_argument(
+        "--fresh",
+        action="store_true",
+        help="discard an existing checkpoint (and with --all, re-bake unchanged materials)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_bake)
 
     p = sub.add_parser("info", help="scene statistics: triangles, BVH, lights, device")
     _add_scene_options(p)

@@ -21,3 +21,7 @@ class DeviceError(NrenderError):
 
 class ImageError(NrenderError):
     """An image file cannot be read or written."""
+
+
+class NeuralMaterialError(NrenderError):
+    """A neural material file (.nmat) or bake checkpoint is unreadable or inconsistent."""

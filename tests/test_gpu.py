@@ -74,3 +74,22 @@ def test_material_queries_agree_with_cpu(cpu, gpu) -> None:
         ok = (p > 0) & ~delta
         np.testing.assert_allclose(q.pdf(uv, s_wi, wo, seed=4)[ok], p[ok], rtol=1e-3)
         assert np.isfinite(weight).all()
+
+
+def test_bake_on_cuda_torch_matches_cpu(tmp_path, cpu, gpu) -> None:
+    """Training on CUDA torch with GPU references gives a material of the same quality as
+    the CPU bake (not the same bits: reductions run in another order)."""
+    import torch
+    from test_bake import TINY, _bake
+
+    if not torch.cuda.is_available():
+        pytest.skip("this torch has no CUDA")
+    from dataclasses import replace
+
+    longer = replace(TINY, encoder_steps=300, latent_steps=300, sampler_steps=100)
+    on_cpu = _bake(tmp_path / "cpu.nmat", longer, device="cpu", reference_device=cpu)
+    on_gpu = _bake(tmp_path / "gpu.nmat", longer, device="cuda", reference_device=gpu)
+    a = on_cpu.report["metrics"]["heldout"]
+    b = on_gpu.report["metrics"]["heldout"]
+    assert abs(a["psnr_db"] - b["psnr_db"]) < 1.5, (a, b)
+    assert abs(a["log_l1"] - b["log_l1"]) < 0.25 * a["log_l1"] + 1e-3, (a, b)

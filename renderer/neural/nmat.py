@@ -1,0 +1,201 @@
+"""`.nmat` files: a baked neural material.
+
+A safetensors file (no pickle) holding
+
+    latents.{l}            fp16 [h_l, w_l, C]  latent pyramid, finest level 0, row 0 = top (v = 1)
+    brdf.frames.weight     fp32 [12, C]        learned shading frames
+    brdf.mlp.layers.{i}.*  fp32                BRDF decoder
+    sampler.mlp.layers.{i}.* fp32              learned sampler
+
+and header metadata (strings): format, format_version, nrender_version, architecture
+(JSON, see architecture.py), pyramid (JSON list of [h, w]), source (material path),
+source_hash (renderer.neural.parameters.material_hash), preset (JSON), steps (JSON),
+losses (JSON). Loading checks every name, shape, dtype and value and reports the first
+problem as one NeuralMaterialError naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .. import __version__
+from ..errors import NeuralMaterialError
+from ..image_io import atomic_path
+from .architecture import Architecture
+from .decoder import NeuralBrdf
+from .pyramid import LatentPyramid
+from .sampler import NeuralSampler
+
+FORMAT = "nrender.nmat"
+FORMAT_VERSION = "1"
+REQUIRED_METADATA = (
+    "format",
+    "format_version",
+    "nrender_version",
+    "architecture",
+    "pyramid",
+    "source",
+    "source_hash",
+    "preset",
+    "steps",
+    "losses",
+)
+MAX_FILE_BYTES = 1 << 31
+
+
+@dataclass
+class NeuralMaterial:
+    """A baked material: latents, decoder, sampler and where they came from."""
+
+    arch: Architecture
+    levels: list[torch.Tensor]  # fp16 [h, w, C] per level
+    brdf: NeuralBrdf
+    sampler: NeuralSampler
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    # --- evaluation (torch, for reports and tests) ----------------------------------
+    def pyramid(self) -> LatentPyramid:
+        flat = torch.cat(
+            [lvl.float().reshape(-1, self.arch.latent_channels) for lvl in self.levels]
+        )
+        return LatentPyramid(self.arch, flat)
+
+    def evaluate(
+        self,
+        uv: torch.Tensor,
+        wi: torch.Tensor,
+        wo: torch.Tensor,
+        level: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """[N, 3] f * cos(theta_i) at uv [N, 2] (level [N], default finest)."""
+        if level is None:
+            level = torch.zeros(len(uv), dtype=torch.long)
+        with torch.no_grad():
+            return self.brdf(self.pyramid()(uv, level), wi, wo)
+
+    # --- files -----------------------------------------------------------------------
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {f"latents.{i}": lvl.contiguous() for i, lvl in enumerate(self.levels)}
+        for prefix, module in (("brdf", self.brdf), ("sampler", self.sampler)):
+            for name, value in module.state_dict().items():
+                out[f"{prefix}.{name}"] = value.detach().float().contiguous()
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        from safetensors.torch import save_file
+
+        meta = {
+            **self.metadata,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "nrender_version": __version__,
+            "architecture": self.arch.to_json(),
+            "pyramid": json.dumps([list(s) for s in self.arch.levels]),
+        }
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise NeuralMaterialError(f"{path}: cannot save, metadata lacks {missing}")
+        for name, value in self.tensors().items():
+            if not torch.isfinite(value).all():
+                raise NeuralMaterialError(f"{path}: refusing to save non-finite values in {name}")
+        with atomic_path(path) as tmp:
+            save_file(self.tensors(), str(tmp), metadata=meta)
+
+    @staticmethod
+    def load(path: str | os.PathLike[str]) -> NeuralMaterial:
+        return _load(Path(path))
+
+
+def expected_shapes(arch: Architecture) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {}
+    for i, (h, w) in enumerate(arch.levels):
+        shapes[f"latents.{i}"] = ((h, w, arch.latent_channels), torch.float16)
+    for prefix, module in (("brdf", NeuralBrdf(arch)), ("sampler", NeuralSampler(arch))):
+        for name, value in module.state_dict().items():
+            shapes[f"{prefix}.{name}"] = (tuple(value.shape), torch.float32)
+    return shapes
+
+
+def _load(path: Path) -> NeuralMaterial:
+    from safetensors import SafetensorError, safe_open
+
+    def fail(problem: str) -> NeuralMaterialError:
+        return NeuralMaterialError(f"{path}: {problem}")
+
+    if not path.is_file():
+        raise fail("no such file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise fail(f"{path.stat().st_size} bytes is more than a neural material can hold")
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            for name in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensors[name] = f.get_tensor(name)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise fail(f"not a readable safetensors file (truncated or corrupt?): {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise fail(f"not a neural material (format {meta.get('format')!r}, expected {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise fail(
+            f"format version {meta.get('format_version')!r} is not supported "
+            f"(this nrender reads version {FORMAT_VERSION}); bake it again"
+        )
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise fail(f"header metadata lacks {', '.join(missing)}")
+    try:
+        arch = Architecture.from_json(meta["architecture"])
+    except (ValueError, TypeError) as exc:
+        raise fail(f"bad architecture in the header: {exc}") from None
+    except NeuralMaterialError:
+        raise
+    except Exception as exc:  # an Architecture check (NrenderError) names the field
+        raise fail(f"bad architecture in the header: {exc}") from None
+    try:
+        pyramid = [tuple(s) for s in json.loads(meta["pyramid"])]
+    except (ValueError, TypeError):
+        raise fail("bad pyramid shapes in the header") from None
+    if pyramid != arch.levels:
+        raise fail(f"header pyramid {pyramid} does not match the architecture's {arch.levels}")
+    expected = expected_shapes(arch)
+    absent = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if absent:
+        raise fail(f"missing tensors {absent[:4]}")
+    if extra:
+        raise fail(f"unexpected tensors {extra[:4]}")
+    for name, (shape, dtype) in expected.items():
+        value = tensors[name]
+        if tuple(value.shape) != shape:
+            raise fail(f"{name} has shape {list(value.shape)}, expected {list(shape)}")
+        if value.dtype != dtype:
+            raise fail(f"{name} is {value.dtype}, expected {dtype}")
+        if not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise fail(f"{name} holds {bad} NaN or infinite values")
+    brdf, sampler = NeuralBrdf(arch), NeuralSampler(arch)
+    for prefix, module in (("brdf", brdf), ("sampler", sampler)):
+        module.load_state_dict(
+            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        )
+    levels = [tensors[f"latents.{i}"] for i in range(len(arch.levels))]
+    return NeuralMaterial(arch, levels, brdf, sampler, meta)
+
+
+def read_header(path: str | os.PathLike[str]) -> dict[str, str] | None:
+    """The header metadata of a `.nmat` file, or None when it is absent or unreadable
+    (used to skip bakes whose source is unchanged)."""
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        return None
+    return meta if meta.get("format") == FORMAT else None
