@@ -161,14 +161,23 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bake_preset(args: argparse.Namespace) -> Any:
+    from dataclasses import replace
+
+    from .neural import preset
+
+    chosen = preset(args.preset)
+    return replace(chosen, decoder=args.decoder) if args.decoder else chosen
+
+
 def _bake_one(args: argparse.Namespace, source: Path, output: Path, stop: _StopRequest) -> int:
-    from .neural import BakeInterrupted, bake, preset
+    from .neural import BakeInterrupted, bake
 
     try:
         result = bake(
             source,
             output,
-            preset(args.preset),
+            _bake_preset(args),
             device=args.device,
             reference_device=args.reference_device,
             seed=args.seed,
@@ -182,7 +191,7 @@ def _bake_one(args: argparse.Namespace, source: Path, output: Path, stop: _StopR
         return EXIT_INTERRUPTED
     metrics = result.report["metrics"]
     held, sampler = metrics["heldout"], metrics["sampler"]
-    seconds = sum(result.report["seconds"].values())
+    seconds = result.report["seconds"]["total"]
     print(
         f"baked {source} -> {output} in {seconds:.0f} s: held-out PSNR {held['psnr_db']:.2f} dB "
         f"(reference noise floor {held['reference_noise_psnr_db']:.2f} dB), log-L1 "
@@ -199,6 +208,14 @@ def cmd_bake(args: argparse.Namespace) -> int:
     from .neural.parameters import material_hash
 
     source = Path(args.material)
+    from .neural.bake import torch_device
+
+    if args.preset == "default" and torch_device(args.device).type == "cpu":
+        print(
+            "nrender: warning: the default bake preset is sized for a GPU and takes hours on "
+            "a CPU; --preset quick takes minutes",
+            file=sys.stderr,
+        )
     if not args.all:
         output = Path(args.output) if args.output else Path(source.stem + ".nmat")
         with _StopRequest() as stop:
@@ -230,7 +247,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
                     same = header.get("source_hash") == material_hash(load_material(path))
                 except NrenderError:
                     same = False
-                if same and json.loads(header.get("preset", "{}")).get("name") == args.preset:
+                if same and json.loads(header.get("preset", "{}")) == _bake_preset(args).to_dict():
                     print(f"skip {path} (unchanged since {output} was baked)")
                     continue
             try:
@@ -338,6 +355,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("quick", "default"),
         default="default",
         help="quick: a few minutes on a 2-core CPU; default: sized for a GPU (default: default)",
+    )
+    p.add_argument(
+        "--decoder",
+        choices=("2x16", "2x32", "3x64"),
+        help="BRDF decoder hidden layers (default: the preset's, 2x32)",
     )
     p.add_argument(
         "--device",

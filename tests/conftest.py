@@ -12,6 +12,14 @@ from renderer.device import RenderDevice, open_device
 
 REPO = Path(__file__).resolve().parent.parent
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Workers share the cores: torch's default of one thread per core in every worker
+    # oversubscribes them (the quick bake test ran 3x slower beside another worker).
+    import torch
+
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
 
 def _gpu_kind() -> str | None:
     """CUDA, else Vulkan; NRENDER_TEST_GPU=vulkan (or cuda) picks one explicitly."""

@@ -340,8 +340,13 @@ def test_cli_bake_all_skips_unchanged(monkeypatch, tmp_path: Path, capsys) -> No
     (library / "b.json").write_text(CONDUCTOR.read_text().replace('"seed": 7', '"seed": 10'))
     assert _cli(monkeypatch, "--all", str(library), "-o", str(out)) == 0
     text = capsys.readouterr().out
-    assert "skip" in text and "a.json" in text.split("skip")[1].splitlines()[0]
+    skipped = [line for line in text.splitlines() if line.startswith("skip ")]
+    assert len(skipped) == 1 and "a.json" in skipped[0]
     assert "b.json -> " in text  # changed content: baked again
+    capsys.readouterr()
+    # another decoder size is another bake
+    assert _cli(monkeypatch, "--all", str(library), "-o", str(out), "--decoder", "2x16") == 0
+    assert not [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("skip ")]
 
 
 def test_cli_bake_all_reports_a_broken_material(monkeypatch, tmp_path: Path, capsys) -> None:
@@ -409,3 +414,11 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path: Path) -> None:
 
     saved = Checkpoint.load(ckpt)
     assert (saved.phase, saved.step) >= (0, 250)
+
+
+def test_cli_decoder_size(monkeypatch, tmp_path: Path) -> None:
+    out = tmp_path / "small.nmat"
+    assert _cli(monkeypatch, str(CONDUCTOR), "-o", str(out), "--decoder", "2x16") == 0
+    material = NeuralMaterial.load(out)
+    assert material.arch.decoder_hidden == (16, 16)
+    assert [layer.out_features for layer in material.brdf.mlp.layers] == [16, 16, 3]

@@ -36,7 +36,7 @@ def row(report: dict) -> list[str]:
         Path(report["material"]).stem,
         report["preset"],
         report["device"],
-        f"{sum(report['seconds'].values()):.0f}",
+        f"{report['seconds']['total']:.0f}",
         f"{size[1]}x{size[0]}",
         f"{held['psnr_db']:.1f}",
         f"{held['psnr_tonemapped_db']:.1f}",

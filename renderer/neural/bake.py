@@ -99,6 +99,7 @@ class Bake:
         progress: bool = True,
         stop: Callable[[], bool] | None = None,
     ) -> None:
+        self.started = time.perf_counter()
         self.source = Path(source)
         self.output = Path(output)
         self.checkpoint_path = self.output.with_name(self.output.name + ".ckpt")
@@ -143,6 +144,7 @@ class Bake:
             raise NrenderError(f"--resume: no checkpoint at {self.checkpoint_path}")
         self.losses: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
+        self.setup_seconds = time.perf_counter() - self.started
 
     # --- helpers -------------------------------------------------------------------
     def _bar(self, total: int, desc: str, initial: int = 0) -> tqdm:
@@ -261,6 +263,7 @@ class Bake:
                     "pass --fresh to start over"
                 )
             self.losses, self.seconds = dict(checkpoint.losses), dict(checkpoint.seconds)
+        self.seconds["setup"] = self.setup_seconds
         phase0 = checkpoint.phase if checkpoint else 0
         step0 = checkpoint.step if checkpoint else 0
         refs = self.references()

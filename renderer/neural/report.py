@@ -203,6 +203,8 @@ def build_report(bake: Bake, material: NeuralMaterial) -> tuple[dict[str, Any], 
     json_path, png_path = report_paths(bake.output)
     write_ldr(png_path, lobe_image(material, queries, seed + 4))
     bake.seconds["report"] = time.perf_counter() - started
+    # wall clock of this process (a resumed bake counts from its restart)
+    bake.seconds["total"] = time.perf_counter() - bake.started
     metrics = {"heldout": heldout, "sampler": sampler}
     report = {
         "material": str(bake.source),
