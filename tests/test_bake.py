@@ -268,6 +268,8 @@ def test_resume_gives_the_uninterrupted_result(tiny_bake, tmp_path: Path, interr
     a, b = load_file(str(reference)), load_file(str(out))
     assert a.keys() == b.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
+    # the header too: final losses and the report's metrics
+    assert NeuralMaterial.load(out).metadata == NeuralMaterial.load(reference).metadata
     assert not out.with_name("resumed.nmat.ckpt").exists()
 
 

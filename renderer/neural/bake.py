@@ -53,6 +53,7 @@ from .sampler import NeuralSampler
 PHASES = ("encoder", "latents", "sampler")
 REFERENCE_CHUNK = 1 << 16
 LOSS_WINDOW = 50
+WINDOW_TENSOR = "loss_window"
 LUMINANCE = (0.2126, 0.7152, 0.0722)
 
 
@@ -144,6 +145,7 @@ class Bake:
             raise NrenderError(f"--resume: no checkpoint at {self.checkpoint_path}")
         self.losses: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
+        self.window: list[float] = []  # recent losses of the phase in progress
         self.setup_seconds = time.perf_counter() - self.started
 
     # --- helpers -------------------------------------------------------------------
@@ -160,9 +162,12 @@ class Bake:
     def _save(
         self, phase: int, step: int, modules: dict[str, torch.nn.Module], optimizer: Any
     ) -> None:
-        Checkpoint.capture(
+        checkpoint = Checkpoint.capture(
             phase, step, self.fingerprint, modules, optimizer, self.losses, self.seconds
-        ).save(self.checkpoint_path)
+        )
+        # the running loss too, so a resumed bake reports the same final losses
+        checkpoint.tensors[WINDOW_TENSOR] = torch.tensor(self.window, dtype=torch.float64)
+        checkpoint.save(self.checkpoint_path)
 
     def references(self) -> dict[str, torch.Tensor]:
         """Training pairs and their reference f*cos (deterministic for a seed)."""
@@ -207,7 +212,8 @@ class Bake:
         loss_fn: Callable[[torch.Generator], torch.Tensor],
     ) -> None:
         name = PHASES[phase]
-        window: list[float] = []
+        if first_step == 0:
+            self.window = []
         started = time.perf_counter() - self.seconds.get(name, 0.0)
         with self._bar(steps, name, first_step) as bar:
             for step in range(first_step, steps):
@@ -224,17 +230,16 @@ class Bake:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                window.append(float(loss.detach()))
-                window = window[-LOSS_WINDOW:]
+                self.window = [*self.window[1 - LOSS_WINDOW :], float(loss.detach())]
                 bar.update(1)
-                bar.set_postfix_str(f"loss {np.mean(window):.4f}")
+                bar.set_postfix_str(f"loss {np.mean(self.window):.4f}")
                 done = step + 1
                 if done % self.preset.checkpoint_every == 0 and done < steps:
                     self.seconds[name] = time.perf_counter() - started
                     self._save(phase, done, modules, optimizer)
         self.seconds[name] = time.perf_counter() - started
-        if window:
-            self.losses[name] = float(np.mean(window))
+        if self.window:
+            self.losses[name] = float(np.mean(self.window))
 
     # --- the bake --------------------------------------------------------------------
     def run(self) -> BakeResult:
@@ -263,6 +268,8 @@ class Bake:
                     "pass --fresh to start over"
                 )
             self.losses, self.seconds = dict(checkpoint.losses), dict(checkpoint.seconds)
+            if WINDOW_TENSOR in checkpoint.tensors:
+                self.window = checkpoint.tensors[WINDOW_TENSOR].tolist()
         self.seconds["setup"] = self.setup_seconds
         phase0 = checkpoint.phase if checkpoint else 0
         step0 = checkpoint.step if checkpoint else 0
