@@ -193,10 +193,11 @@ def _bake_one(args: argparse.Namespace, source: Path, output: Path, stop: _StopR
     held, sampler = metrics["heldout"], metrics["sampler"]
     seconds = result.report["seconds"]["total"]
     print(
-        f"baked {source} -> {output} in {seconds:.0f} s: held-out PSNR {held['psnr_db']:.2f} dB "
-        f"(reference noise floor {held['reference_noise_psnr_db']:.2f} dB), log-L1 "
-        f"{held['log_l1']:.4f}; sampler KL {sampler['kl_learned']:.3f} "
-        f"(cosine sampling {sampler['kl_cosine']:.3f})"
+        f"baked {source} -> {output} in {seconds:.0f} s: held-out PSNR "
+        f"{held['psnr_tonemapped_db']:.2f} dB tonemapped, {held['psnr_db']:.2f} dB linear "
+        f"(reference noise floor {held['reference_noise_psnr_tonemapped_db']:.2f} / "
+        f"{held['reference_noise_psnr_db']:.2f} dB), log-L1 {held['log_l1']:.4f}; "
+        f"sampler KL {sampler['kl_learned']:.3f} (cosine sampling {sampler['kl_cosine']:.3f})"
     )
     print("wrote " + ", ".join(str(p) for p in result.written))
     return 0

@@ -281,6 +281,7 @@ class Bake:
             brdf = NeuralBrdf(self.arch).to(d)
             encoder = Encoder(self.arch).to(d)
             sampler = NeuralSampler(self.arch).to(d)
+        brdf.limit_output(float(refs["target"].max()))
 
         def batch(g: torch.Generator) -> tuple[torch.Tensor, ...]:
             pick = torch.randint(len(refs["uv"]), (p.batch,), generator=g).to(d)

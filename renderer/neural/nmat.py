@@ -4,6 +4,7 @@ A safetensors file (no pickle) holding
 
     latents.{l}            fp16 [h_l, w_l, C]  latent pyramid, finest level 0, row 0 = top (v = 1)
     brdf.frames.weight     fp32 [12, C]        learned shading frames
+    brdf.raw_limit         fp32 []             output guard (decoder.py)
     brdf.mlp.layers.{i}.*  fp32                BRDF decoder
     sampler.mlp.layers.{i}.* fp32              learned sampler
 
