@@ -149,11 +149,14 @@ class Bake:
         self.setup_seconds = time.perf_counter() - self.started
 
     # --- helpers -------------------------------------------------------------------
-    def _bar(self, total: int, desc: str, initial: int = 0) -> tqdm:
+    def progress_bar(self, total: int, desc: str, unit: str, initial: int = 0) -> tqdm:
+        """A progress bar on stderr (nothing when progress is off)."""
         return tqdm(
             total=total,
             initial=initial,
             desc=desc,
+            unit=unit,
+            unit_scale=unit == "query",
             disable=not self.progress,
             dynamic_ncols=True,
             mininterval=0.5,
@@ -176,7 +179,7 @@ class Bake:
         queries = MaterialQueries(self.graph, self.reference_device)
         target = np.zeros((p.train_queries, 3), np.float32)
         start_time = time.perf_counter()
-        with self._bar(p.train_queries, "reference f*cos") as bar:
+        with self.progress_bar(p.train_queries, "reference f*cos", "query") as bar:
             for start in range(0, p.train_queries, REFERENCE_CHUNK):
                 if self.stop():
                     raise BakeInterrupted("interrupted while evaluating references")
@@ -215,7 +218,7 @@ class Bake:
         if first_step == 0:
             self.window = []
         started = time.perf_counter() - self.seconds.get(name, 0.0)
-        with self._bar(steps, name, first_step) as bar:
+        with self.progress_bar(steps, f"phase {phase + 1}/3 {name}", "step", first_step) as bar:
             for step in range(first_step, steps):
                 if self.stop():
                     self.seconds[name] = time.perf_counter() - started

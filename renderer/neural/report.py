@@ -198,10 +198,14 @@ def build_report(bake: Bake, material: NeuralMaterial) -> tuple[dict[str, Any], 
     p = bake.preset
     queries = MaterialQueries(bake.graph, bake.reference_device)
     seed = 0x5EED0000 + bake.seed  # never used in training
-    heldout = heldout_error(material, queries, p.heldout_queries, p.heldout_samples, seed)
-    sampler = sampler_quality(material, seed + 3)
     json_path, png_path = report_paths(bake.output)
-    write_ldr(png_path, lobe_image(material, queries, seed + 4))
+    with bake.progress_bar(3, "report", "part") as bar:
+        heldout = heldout_error(material, queries, p.heldout_queries, p.heldout_samples, seed)
+        bar.update(1)
+        sampler = sampler_quality(material, seed + 3)
+        bar.update(1)
+        write_ldr(png_path, lobe_image(material, queries, seed + 4))
+        bar.update(1)
     bake.seconds["report"] = time.perf_counter() - started
     # wall clock of this process (a resumed bake counts from its restart)
     bake.seconds["total"] = time.perf_counter() - bake.started
