@@ -426,3 +426,12 @@ def test_cli_decoder_size(monkeypatch, tmp_path: Path) -> None:
     material = NeuralMaterial.load(out)
     assert material.arch.decoder_hidden == (16, 16)
     assert [layer.out_features for layer in material.brdf.mlp.layers] == [16, 16, 3]
+
+
+def test_nmat_gets_the_usual_file_permissions(tiny_bake) -> None:
+    import os
+
+    _, out = tiny_bake
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask

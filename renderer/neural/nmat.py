@@ -88,7 +88,7 @@ class NeuralMaterial:
         return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         meta = {
             **self.metadata,
@@ -104,8 +104,11 @@ class NeuralMaterial:
         for name, value in self.tensors().items():
             if not torch.isfinite(value).all():
                 raise NeuralMaterialError(f"{path}: refusing to save non-finite values in {name}")
+        # written through Python so the file gets the usual permissions (safetensors'
+        # own writer creates it readable by its owner only)
+        data = save(self.tensors(), metadata=meta)
         with atomic_path(path) as tmp:
-            save_file(self.tensors(), str(tmp), metadata=meta)
+            tmp.write_bytes(data)
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> NeuralMaterial:
