@@ -86,6 +86,9 @@ def test_bake_outputs(tiny_bake) -> None:
         assert np.isfinite(held[key]) or held[key] == float("inf")
     sampler = report["metrics"]["sampler"]
     assert {"kl_learned", "kl_cosine", "chi2_learned", "chi2_cosine"} <= set(sampler)
+    lod = report["metrics"]["lod"]  # 16x16: levels 0-4, so 1 and 3 are measured
+    assert sorted(lod) == ["1", "3"] and lod["3"]["texels"] == [2, 2]
+    assert all(np.isfinite(entry["psnr_tonemapped_db"]) for entry in lod.values())
     png = iio.imread(out.with_name("conductor.lobes.png"))
     assert png.shape == (8 * 66 + 2, 3 * 66 + 2, 3)
     assert png.std() > 5  # lobes, not a blank canvas

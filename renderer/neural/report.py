@@ -10,6 +10,9 @@ Written next to the output as `X.report.json` and `X.lobes.png`:
   the thousands), so it swings with luck; the tonemapped PSNR weighs errors as an image
   of the lobe would. A second, independent reference gives the noise floor: the PSNR the
   reference reaches against itself.
+- coarser mip levels (1, 3, 5) against the reference averaged over one of their texels:
+  tonemapped PSNR and log-L1, and the finest level's PSNR at the same points, which is
+  what reading an unfiltered texture would give.
 - `X.lobes.png`: rows are (uv, view direction wo at 0/30/60/75 degrees); columns are
   reference f*cos over the hemisphere of wi, the neural f*cos, and the learned sampler's
   density scaled to the same integral. Hemispheres are orthographic (wi.xy on the disc);
@@ -45,6 +48,10 @@ LOBE_VIEW_ANGLES = (0.0, 30.0, 60.0, 75.0)
 LOBE_UVS = ((0.3, 0.3), (0.7, 0.6))
 LOBE_SIZE = 64
 LOBE_SAMPLES = 64
+LOD_LEVELS = (1, 3, 5)
+LOD_QUERIES = 4096
+LOD_GRID = 4
+LOD_SAMPLES = 2
 SAMPLER_DIRECTIONS = 256
 SAMPLER_SAMPLES = 256
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
@@ -79,6 +86,41 @@ def heldout_error(
         "queries": count,
         "reference_samples": samples,
     }
+
+
+def lod_error(
+    material: NeuralMaterial, queries: MaterialQueries, seed: int
+) -> dict[str, dict[str, Any]]:
+    """Coarser levels against what they stand for: the reference averaged over the
+    footprint of one texel of that level (a stratified 4x4 grid of uv in it). The finest
+    level read at the same points shows what prefiltering buys."""
+    arch = material.arch
+    uv, wi, wo = heldout_queries(LOD_QUERIES, seed)
+    n, k = len(uv), LOD_GRID
+    offsets = (np.arange(k) + 0.5) / k - 0.5
+    jitter = np.stack(np.meshgrid(offsets, offsets), -1).reshape(-1, 2)  # [k*k, 2]
+    t = [torch.from_numpy(a) for a in (uv, wi, wo)]
+    out: dict[str, dict[str, Any]] = {}
+    for level in (lvl for lvl in LOD_LEVELS if lvl < len(arch.levels)):
+        h, w = arch.levels[level]
+        spots = np.mod(uv[:, None, :] + jitter[None] / np.array([w, h]), 1.0).astype(np.float32)
+        reference = queries.evaluate(
+            spots.reshape(-1, 2),
+            np.repeat(wi, k * k, axis=0),
+            np.repeat(wo, k * k, axis=0),
+            LOD_SAMPLES,
+            seed=seed + level,
+        )
+        reference = reference.reshape(n, k * k, 3).mean(1)
+        coarse = material.evaluate(*t, level=torch.full((n,), level)).numpy()
+        finest = material.evaluate(*t).numpy()
+        out[str(level)] = {
+            "texels": [h, w],
+            "psnr_tonemapped_db": round(psnr(tonemap(coarse), tonemap(reference)), 3),
+            "finest_level_psnr_tonemapped_db": round(psnr(tonemap(finest), tonemap(reference)), 3),
+            "log_l1": round(log_l1_np(coarse, reference), 5),
+        }
+    return out
 
 
 def _hemisphere_grid(size: int) -> tuple[np.ndarray, np.ndarray, float]:
@@ -199,8 +241,10 @@ def build_report(bake: Bake, material: NeuralMaterial) -> tuple[dict[str, Any], 
     queries = MaterialQueries(bake.graph, bake.reference_device)
     seed = 0x5EED0000 + bake.seed  # never used in training
     json_path, png_path = report_paths(bake.output)
-    with bake.progress_bar(3, "report", "part") as bar:
+    with bake.progress_bar(4, "report", "part") as bar:
         heldout = heldout_error(material, queries, p.heldout_queries, p.heldout_samples, seed)
+        bar.update(1)
+        lod = lod_error(material, queries, seed + 5)
         bar.update(1)
         sampler = sampler_quality(material, seed + 3)
         bar.update(1)
@@ -209,7 +253,7 @@ def build_report(bake: Bake, material: NeuralMaterial) -> tuple[dict[str, Any], 
     bake.seconds["report"] = time.perf_counter() - started
     # wall clock of this process (a resumed bake counts from its restart)
     bake.seconds["total"] = time.perf_counter() - bake.started
-    metrics = {"heldout": heldout, "sampler": sampler}
+    metrics = {"heldout": heldout, "lod": lod, "sampler": sampler}
     report = {
         "material": str(bake.source),
         "source_hash": bake.source_hash,
