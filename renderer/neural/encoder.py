@@ -41,7 +41,8 @@ class EncodedPyramid:
 
     def lookup(self, encoder: Encoder, uv: torch.Tensor, level: torch.Tensor) -> torch.Tensor:
         index, weight = self.index.taps(uv, level)
-        return bilinear_encoded(encoder, self.flat, index, weight)
+        latents = encoder(self.flat[index.reshape(-1)]).reshape(*index.shape, -1)
+        return (latents * weight[..., None]).sum(1)
 
     def bake(self, encoder: Encoder, chunk: int = 1 << 16) -> torch.Tensor:
         """Run the encoder on every texel of every level -> flat latents [texels, C]."""
@@ -49,11 +50,3 @@ class EncodedPyramid:
             return torch.cat(
                 [encoder(self.flat[i : i + chunk]) for i in range(0, len(self.flat), chunk)]
             )
-
-
-def bilinear_encoded(
-    encoder: Encoder, flat: torch.Tensor, index: torch.Tensor, weight: torch.Tensor
-) -> torch.Tensor:
-    n = index.shape[0]
-    latents = encoder(flat[index.reshape(-1)]).reshape(n, 4, -1)
-    return (latents * weight[..., None]).sum(1)

@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from .. import __version__
-from ..errors import NeuralMaterialError
+from ..errors import NeuralMaterialError, NrenderError
 from ..image_io import atomic_path
 from .architecture import Architecture
 from .decoder import NeuralBrdf
@@ -155,11 +155,7 @@ def _load(path: Path) -> NeuralMaterial:
         raise fail(f"header metadata lacks {', '.join(missing)}")
     try:
         arch = Architecture.from_json(meta["architecture"])
-    except (ValueError, TypeError) as exc:
-        raise fail(f"bad architecture in the header: {exc}") from None
-    except NeuralMaterialError:
-        raise
-    except Exception as exc:  # an Architecture check (NrenderError) names the field
+    except (ValueError, TypeError, NrenderError) as exc:  # JSON, keys, or a size check
         raise fail(f"bad architecture in the header: {exc}") from None
     try:
         pyramid = [tuple(s) for s in json.loads(meta["pyramid"])]
