@@ -246,3 +246,67 @@ def test_levels_favour_the_finest() -> None:
     assert abs(counts[0] - 0.5) < 0.02
     assert bool((counts[1:] > 0.08).all())
     assert bool((sample_levels(g, 10, 1) == 0).all())
+
+
+def test_flake_field_is_the_flake_eval_uses(cpu) -> None:
+    """MaterialQueries.flakes reports the flakes the Slang BSDF reflects from: empty cells
+    reflect nothing, and a present flake's mirror direction is its highlight."""
+    graph = material_from_dict(
+        {
+            "version": 1,
+            "base": [
+                {
+                    "type": "flakes",
+                    "color": 0.9,
+                    "roughness": 0.1,
+                    "scale": 64,
+                    "spread": 0.4,
+                    "density": 0.5,
+                }
+            ],
+        },
+        name="flakes",
+        base_dir=Path("."),
+    )
+    queries = MaterialQueries(graph, cpu)
+    lobe = graph.stacks()[0].lobes[0]
+    rng = np.random.default_rng(2)
+    uv = rng.random((4000, 2)).astype(np.float32)
+    flake = queries.flakes(uv, lobe)
+    present = flake[:, 3] == 1
+    assert set(np.unique(flake[:, 3])) <= {0.0, 1.0}
+    assert np.allclose(np.linalg.norm(flake[:, :3], axis=1), 1, atol=1e-5)
+    assert (flake[:, 2] > 0).all()
+    # the same cell gives the same flake
+    cell = np.floor(uv * 64) / 64 + 0.5 / 64
+    assert np.array_equal(queries.flakes(cell.astype(np.float32), lobe), flake)
+    # every one of the 64^2 cells once: density 0.5, within 4 binomial standard errors
+    centres = (np.stack(np.meshgrid(np.arange(64), np.arange(64)), -1).reshape(-1, 2) + 0.5) / 64
+    share = queries.flakes(centres.astype(np.float32), lobe)[:, 3].mean()
+    assert abs(share - 0.5) < 4 * np.sqrt(0.25 / 64**2)
+    wo = np.tile(np.array([[0.0, 0.0, 1.0]], np.float32), (len(uv), 1))
+    n = flake[:, :3]
+    mirror = (2 * n[:, 2:3] * n - wo).astype(np.float32)
+    tilted = present & (n[:, 2] < 0.97) & (mirror[:, 2] > 0.2)
+    assert tilted.sum() > 200
+    f_mirror = queries.evaluate(uv, mirror, wo).sum(1)
+    f_normal = queries.evaluate(uv, wo, wo).sum(1)
+    assert (f_mirror[~present] == 0).all() and (f_normal[~present] == 0).all()
+    assert (f_mirror[tilted] > 5 * f_normal[tilted]).all()
+
+
+def test_car_paint_parameters_carry_its_flakes(cpu) -> None:
+    graph = load_material(REPO / "materials" / "car_paint.json")
+    queries = MaterialQueries(graph, cpu)
+    stack = parameter_stack(graph, 64, 64, queries.flakes)
+    names = stack.channel_names
+    assert [n for n in names if n.startswith("flakes")] == [
+        "flakes0.x",
+        "flakes0.y",
+        "flakes0.present",
+    ]
+    present = stack.levels[0][..., names.index("flakes0.present")]
+    # 32x32 supersamples per texel of 64^2 (700 cells per unit): the density, 0.7
+    assert abs(present.mean() - 0.7) < 0.02 and present.std() > 0.01
+    with pytest.raises(ValueError, match="flake_field"):
+        parameter_stack(graph, 8, 8)

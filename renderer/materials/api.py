@@ -19,11 +19,11 @@ import numpy as np
 
 from ..device import RenderDevice, open_device
 from ..errors import NrenderError
-from .graph import MaterialGraph
+from .graph import Lobe, MaterialGraph
 from .tables import DEFAULT_WALK_DEPTH, MaterialEntry, MaterialTables
 
 KERNEL = ("materials/material_query.slang", "material_query")
-MODE_EVAL, MODE_SAMPLE, MODE_PDF, MODE_EVAL_AS_SAMPLED, MODE_WALK = 0, 1, 2, 3, 4
+MODE_EVAL, MODE_SAMPLE, MODE_PDF, MODE_EVAL_AS_SAMPLED, MODE_WALK, MODE_FLAKE = range(6)
 MAX_QUERIES_PER_DISPATCH = 1 << 22
 MAX_SAMPLES = 1 << 16
 
@@ -73,6 +73,7 @@ class MaterialQueries:
         wi: np.ndarray | None,
         samples: int,
         seed: int,
+        lobe: tuple[int, int] = (0, 0),
     ) -> tuple[np.ndarray, np.ndarray]:
         uv = np.asarray(uv)
         if uv.ndim != 2 or uv.shape[1] != 2:
@@ -106,6 +107,8 @@ class MaterialQueries:
                 mode=mode,
                 samples=samples,
                 seed=seed & 0xFFFFFFFF,
+                lobe=lobe[0],
+                slot=lobe[1],
             )
             out[start:stop] = self.device.download(g_out, np.float32, (n, 4))
             out2[start:stop] = self.device.download(g_out2, np.float32, (n, 4))
@@ -138,6 +141,14 @@ class MaterialQueries:
         walk through each stack: an estimator independent of `evaluate`, for tests."""
         out, out2 = self._run(MODE_WALK, uv, wo, None, 1, seed)
         return out2[:, :3].copy(), out[:, :3].copy()
+
+    def flakes(self, uv: np.ndarray, lobe: Lobe) -> np.ndarray:
+        """[N, 4]: the normal (local frame) of the flake a flakes `lobe` of this material
+        has at each uv, and 1 where that cell holds a flake, 0 where it is empty."""
+        if lobe.type != "flakes" or id(lobe) not in self.tables.lobe_slots:
+            raise NrenderError("flakes(): expected a flakes lobe of this material")
+        out, _ = self._run(MODE_FLAKE, uv, None, None, 1, 0, self.tables.lobe_slots[id(lobe)])
+        return out
 
     def evaluate_as_sampled(
         self, uv: np.ndarray, wi: np.ndarray, wo: np.ndarray, seed: int = 0

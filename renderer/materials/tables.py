@@ -40,6 +40,7 @@ class _TableBuilder:
         self.layers: list[Layer] = []
         self.stacks: list[dict[str, int]] = []
         self.nodes: list[dict[str, int]] = []
+        self.lobe_slots: dict[int, tuple[int, int]] = {}  # id(Lobe) -> (index, slot in stack)
 
     def texture(self, texture: Texture | None) -> int:
         if texture is None:
@@ -72,6 +73,8 @@ class _TableBuilder:
             "layer_count": len(stack.layers),
             "normal_map": self.texture(stack.normal_map),
         }
+        for slot, lobe in enumerate(stack.lobes):
+            self.lobe_slots[id(lobe)] = (len(self.lobes) + slot, slot)
         self.lobes.extend(stack.lobes)
         self.layers.extend(stack.layers)
         self.stacks.append(record)
@@ -166,6 +169,7 @@ class MaterialTables:
         stacks = builder.records("StackData", builder.stacks)
         records = builder.records("MaterialData", material_rows)
         textures, texels = builder.texture_records()
+        self.lobe_slots = builder.lobe_slots
         self.buffers = {
             "materials": device.upload(records),
             "nodes": device.upload(nodes),

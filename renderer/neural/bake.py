@@ -45,7 +45,13 @@ from .directions import (
 from .encoder import EncodedPyramid, Encoder
 from .metrics import log_l1
 from .nmat import NeuralMaterial
-from .parameters import material_hash, native_resolution, parameter_stack, spatial_textures
+from .parameters import (
+    flake_lobes,
+    material_hash,
+    native_resolution,
+    parameter_stack,
+    spatial_textures,
+)
 from .presets import BakePreset
 from .pyramid import LatentPyramid, LevelIndex
 from .sampler import NeuralSampler
@@ -106,7 +112,6 @@ class Bake:
         self.checkpoint_path = self.output.with_name(self.output.name + ".ckpt")
         self.preset = preset
         self.device = torch_device(device)
-        self.reference_device = reference_device
         if not 0 <= seed < 2**31:
             raise NrenderError(f"seed must be in [0, 2^31), got {seed}")
         self.seed = seed
@@ -120,11 +125,11 @@ class Bake:
                 "is a BRDF)"
             )
         self.source_hash = material_hash(self.graph)
-        textures = spatial_textures(self.graph)
-        native = native_resolution(textures)
+        self.queries = MaterialQueries(self.graph, reference_device)
+        native = native_resolution(spatial_textures(self.graph), flake_lobes(self.graph))
         width = min(native[0], preset.max_resolution)
         height = min(native[1], preset.max_resolution)
-        self.parameters = parameter_stack(self.graph, width, height)
+        self.parameters = parameter_stack(self.graph, width, height, self.queries.flakes)
         self.arch = Architecture(
             parameter_channels=self.parameters.channels,
             width=width,
@@ -176,7 +181,7 @@ class Bake:
         """Training pairs and their reference f*cos (deterministic for a seed)."""
         p = self.preset
         uv, wi, wo = training_pairs(p.train_queries, self.seed)
-        queries = MaterialQueries(self.graph, self.reference_device)
+        queries = self.queries
         target = np.zeros((p.train_queries, 3), np.float32)
         start_time = time.perf_counter()
         with self.progress_bar(p.train_queries, "reference f*cos", "query") as bar:

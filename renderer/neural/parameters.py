@@ -2,7 +2,10 @@
 
 Every non-constant texture the graph reads (lobe colours and roughnesses, layer
 absorption and roughness, normal maps, mix masks...) is rasterised onto the finest latent
-grid and stacked along channels (one channel for a grey texture, three otherwise).
+grid and stacked along channels (one channel for a grey texture, three otherwise). Flakes
+lobes add three channels: their flake normal's x and y where a cell holds a flake, and
+the flake's presence. Flakes are hashed per cell inside the shader, so their values come
+from the Slang material itself (MaterialQueries.flakes), not from a copy of its hash.
 Constants carry no per-texel information, so the decoder learns them directly. Coarser
 levels are 2x2 box averages of the finer one ("prefiltered parameters"), which makes the
 baked pyramid consistent across levels.
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -23,6 +27,8 @@ from ..materials.graph import Layer, Lobe, MaterialGraph, Mix, Stack
 from ..scene.types import Texture
 
 TEXELS_PER_CHECKER_CELL = 4
+TEXELS_PER_FLAKE_CELL = 2
+FlakeField = Callable[[np.ndarray, Lobe], np.ndarray]  # (uv [N, 2], lobe) -> [N, 4]
 
 
 def spatial_textures(graph: MaterialGraph) -> list[Texture]:
@@ -49,14 +55,22 @@ def spatial_textures(graph: MaterialGraph) -> list[Texture]:
     return list(found.values())
 
 
+def flake_lobes(graph: MaterialGraph) -> list[Lobe]:
+    """Every flakes lobe of the graph, in graph order."""
+    return [lobe for stack in graph.stacks() for lobe in stack.lobes if lobe.type == "flakes"]
+
+
 def _next_power_of_two(n: float) -> int:
     return 1 << max(0, math.ceil(math.log2(max(n, 1.0))))
 
 
-def native_resolution(textures: list[Texture]) -> tuple[int, int]:
+def native_resolution(textures: list[Texture], flakes: list[Lobe] | None = None) -> tuple[int, int]:
     """(width, height) at which one latent texel covers at most one texel of every texture
-    (tiling included), rounded up to powers of two; 1x1 for a uniform material."""
+    (tiling included) and half a flake cell, rounded up to powers of two; 1x1 for a
+    uniform material."""
     w = h = 1.0
+    for lobe in flakes or []:
+        w = h = max(w, TEXELS_PER_FLAKE_CELL * lobe.flake_scale)
     for t in textures:
         su, sv = (abs(float(s)) for s in t.uv_scale)
         if t.kind == "image":
@@ -113,7 +127,12 @@ class ParameterStack:
 
 
 def rasterize(
-    textures: list[Texture], width: int, height: int, native: tuple[int, int]
+    textures: list[Texture],
+    width: int,
+    height: int,
+    native: tuple[int, int],
+    flakes: list[Lobe] | None = None,
+    flake_field: FlakeField | None = None,
 ) -> np.ndarray:
     """[height, width, C] parameters at texel centres, box-filtered over a grid of
     supersamples wherever a texel covers several texels of a source texture."""
@@ -127,6 +146,15 @@ def rasterize(
     for t in textures:
         values = _lookup(t, u, v).mean(axis=(2, 3))
         columns.append(values[..., :1] if _is_grey(t) else values)
+    if flakes:
+        if flake_field is None:
+            raise ValueError("flakes lobes need a flake_field")
+        spots = np.stack([u, v], -1).reshape(-1, 2).astype(np.float32)
+        for lobe in flakes:
+            flake = flake_field(spots, lobe).reshape(height, width, sy, sx, 4)
+            present = flake[..., 3:4]
+            values = np.concatenate([flake[..., :2] * present, present], -1)
+            columns.append(values.mean(axis=(2, 3)))
     if not columns:  # a uniform material still needs one (constant) encoder input
         return np.ones((height, width, 1), np.float32)
     return np.concatenate(columns, axis=-1).astype(np.float32)
@@ -139,9 +167,15 @@ def downsample(level: np.ndarray) -> np.ndarray:
     return level.reshape(h // fh, fh, w // fw, fw, c).mean(axis=(1, 3))
 
 
-def parameter_stack(graph: MaterialGraph, width: int, height: int) -> ParameterStack:
+def parameter_stack(
+    graph: MaterialGraph, width: int, height: int, flake_field: FlakeField | None = None
+) -> ParameterStack:
+    """The encoder's input at every level; `flake_field` (MaterialQueries.flakes) is
+    needed when the graph has flakes lobes."""
     textures = spatial_textures(graph)
-    finest = rasterize(textures, width, height, native_resolution(textures))
+    flakes = flake_lobes(graph)
+    native = native_resolution(textures, flakes)
+    finest = rasterize(textures, width, height, native, flakes, flake_field)
     levels = [finest]
     while levels[-1].shape[:2] != (1, 1):
         levels.append(downsample(levels[-1]))
@@ -149,6 +183,8 @@ def parameter_stack(graph: MaterialGraph, width: int, height: int) -> ParameterS
     for i, t in enumerate(textures):
         label = t.path or f"texture{i}"
         names += [label] if _is_grey(t) else [f"{label}.{c}" for c in "rgb"]
+    for i, _ in enumerate(flakes):
+        names += [f"flakes{i}.{c}" for c in ("x", "y", "present")]
     return ParameterStack(levels, names or ["one"])
 
 

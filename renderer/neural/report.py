@@ -238,7 +238,7 @@ def build_report(bake: Bake, material: NeuralMaterial) -> tuple[dict[str, Any], 
 
     started = time.perf_counter()
     p = bake.preset
-    queries = MaterialQueries(bake.graph, bake.reference_device)
+    queries = bake.queries
     seed = 0x5EED0000 + bake.seed  # never used in training
     json_path, png_path = report_paths(bake.output)
     with bake.progress_bar(4, "report", "part") as bar:
