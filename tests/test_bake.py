@@ -438,3 +438,11 @@ def test_nmat_gets_the_usual_file_permissions(tiny_bake) -> None:
     umask = os.umask(0)
     os.umask(umask)
     assert out.stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_unwritable_output_is_one_clear_error(monkeypatch, tmp_path: Path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where a folder should be")
+    status = _cli(monkeypatch, str(CONDUCTOR), "-o", str(blocker / "x.nmat"))
+    err = capsys.readouterr().err.strip()
+    assert status == 2 and err.count("\n") == 0 and "x.nmat" in err, err

@@ -118,6 +118,10 @@ class Bake:
         self.resume = resume
         self.progress = progress
         self.stop = stop or (lambda: False)
+        try:  # fail before minutes of training, not after
+            self.output.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise NrenderError(f"{self.output}: cannot create its folder ({exc})") from None
         self.graph = load_material(self.source)
         if self.graph.transmissive:
             raise NrenderError(

@@ -96,8 +96,13 @@ class Checkpoint:
             "losses": json.dumps(self.losses),
             "seconds": json.dumps(self.seconds),
         }
-        with atomic_path(path) as tmp:
-            save_file(self.tensors, str(tmp), metadata=meta)
+        try:
+            with atomic_path(path) as tmp:
+                save_file(self.tensors, str(tmp), metadata=meta)
+        except OSError as exc:
+            raise NeuralMaterialError(
+                f"{path}: cannot write a checkpoint ({exc.strerror or exc})"
+            ) from None
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> Checkpoint:

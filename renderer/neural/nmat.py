@@ -107,8 +107,11 @@ class NeuralMaterial:
         # written through Python so the file gets the usual permissions (safetensors'
         # own writer creates it readable by its owner only)
         data = save(self.tensors(), metadata=meta)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+        except OSError as exc:
+            raise NeuralMaterialError(f"{path}: cannot write ({exc.strerror or exc})") from None
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> NeuralMaterial:
