@@ -17,6 +17,8 @@ import numpy as np
 
 from .errors import ImageError
 
+LUMINANCE = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 weights of linear RGB
+
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tga")
 HDR_SUFFIXES = (".exr", ".hdr")
 

@@ -177,7 +177,7 @@ def test_parameter_stack_levels_and_resolution() -> None:
     graph = load_material(CONDUCTOR)
     textures = spatial_textures(graph)
     assert len(textures) == 1 and native_resolution(textures) == (64, 64)
-    stack = parameter_stack(graph, 32, 32)  # supersampled 2x2 down to 32^2
+    stack = parameter_stack(graph, 32)  # supersampled 2x2 down to 32^2
     assert stack.channels == 1  # the roughness noise is grey
     assert [lvl.shape[:2] for lvl in stack.levels] == [
         (32, 32),
@@ -190,7 +190,7 @@ def test_parameter_stack_levels_and_resolution() -> None:
     for fine, coarse in itertools.pairwise(stack.levels):
         assert np.isclose(fine.mean(), coarse.mean(), atol=1e-6)
     assert np.allclose(downsample(stack.levels[0]), stack.levels[1])
-    full = parameter_stack(graph, 64, 64).levels[0]
+    full = parameter_stack(graph, 4096).levels[0]
     assert np.allclose(downsample(full), stack.levels[0], atol=1e-6)
 
 
@@ -201,7 +201,7 @@ def test_uniform_material_gets_a_single_texel() -> None:
         base_dir=Path("."),
     )
     assert native_resolution(spatial_textures(graph)) == (1, 1)
-    stack = parameter_stack(graph, 1, 1)
+    stack = parameter_stack(graph, 4096)
     assert stack.channels == 1 and len(stack.levels) == 1
 
 
@@ -298,7 +298,7 @@ def test_flake_field_is_the_flake_eval_uses(cpu) -> None:
 def test_car_paint_parameters_carry_its_flakes(cpu) -> None:
     graph = load_material(REPO / "materials" / "car_paint.json")
     queries = MaterialQueries(graph, cpu)
-    stack = parameter_stack(graph, 64, 64, queries.flakes)
+    stack = parameter_stack(graph, 64, queries.flakes)
     names = stack.channel_names
     assert [n for n in names if n.startswith("flakes")] == [
         "flakes0.x",
@@ -309,4 +309,4 @@ def test_car_paint_parameters_carry_its_flakes(cpu) -> None:
     # 32x32 supersamples per texel of 64^2 (700 cells per unit): the density, 0.7
     assert abs(present.mean() - 0.7) < 0.02 and present.std() > 0.01
     with pytest.raises(ValueError, match="flake_field"):
-        parameter_stack(graph, 8, 8)
+        parameter_stack(graph, 8)

@@ -31,6 +31,7 @@ import torch
 from tqdm import tqdm
 
 from ..errors import NrenderError
+from ..image_io import LUMINANCE
 from ..materials import MaterialQueries, load_material
 from .architecture import DECODER_SIZES, Architecture
 from .checkpoint import Checkpoint
@@ -45,13 +46,7 @@ from .directions import (
 from .encoder import EncodedPyramid, Encoder
 from .metrics import log_l1
 from .nmat import NeuralMaterial
-from .parameters import (
-    flake_lobes,
-    material_hash,
-    native_resolution,
-    parameter_stack,
-    spatial_textures,
-)
+from .parameters import material_hash, parameter_stack
 from .presets import BakePreset
 from .pyramid import LatentPyramid, LevelIndex
 from .sampler import NeuralSampler
@@ -60,7 +55,6 @@ PHASES = ("encoder", "latents", "sampler")
 REFERENCE_CHUNK = 1 << 16
 LOSS_WINDOW = 50
 WINDOW_TENSOR = "loss_window"
-LUMINANCE = (0.2126, 0.7152, 0.0722)
 
 
 class BakeInterrupted(NrenderError):  # noqa: N818 - a request honoured, not a failure
@@ -130,10 +124,8 @@ class Bake:
             )
         self.source_hash = material_hash(self.graph)
         self.queries = MaterialQueries(self.graph, reference_device)
-        native = native_resolution(spatial_textures(self.graph), flake_lobes(self.graph))
-        width = min(native[0], preset.max_resolution)
-        height = min(native[1], preset.max_resolution)
-        self.parameters = parameter_stack(self.graph, width, height, self.queries.flakes)
+        self.parameters = parameter_stack(self.graph, preset.max_resolution, self.queries.flakes)
+        width, height = self.parameters.size
         self.arch = Architecture(
             parameter_channels=self.parameters.channels,
             width=width,
@@ -326,9 +318,7 @@ class Bake:
             )
             modules = {"pyramid": pyramid, "brdf": brdf}
             if checkpoint:
-                checkpoint.restore(
-                    modules, optimizer if checkpoint.step else None, self.checkpoint_path
-                )
+                checkpoint.restore(modules, optimizer, self.checkpoint_path)
 
             def phase2_loss(g: torch.Generator) -> torch.Tensor:
                 uv, level, wi, wo, target = batch(g)
@@ -352,9 +342,7 @@ class Bake:
         modules = {"pyramid": pyramid, "brdf": brdf, "sampler": sampler}
         optimizer = torch.optim.Adam(sampler.parameters())
         if checkpoint:
-            checkpoint.restore(
-                modules, optimizer if checkpoint.step else None, self.checkpoint_path
-            )
+            checkpoint.restore(modules, optimizer, self.checkpoint_path)
         for module in (pyramid, brdf):
             module.requires_grad_(False)
 
@@ -422,7 +410,7 @@ def sampler_kl_loss(
         proposal = 0.5 * torch.clamp(wi[:, 2], min=0) / math.pi + 0.5 * NeuralSampler.pdf(
             lobes, wo_rep, wi
         )
-        f = brdf(latent, wi, wo_rep) @ torch.tensor(LUMINANCE, device=d)
+        f = brdf(latent, wi, wo_rep) @ torch.tensor(LUMINANCE, dtype=torch.float32, device=d)
         weight = torch.where(valid & (proposal > 0), f / proposal.clamp(min=1e-12), 0.0)
         weight = weight.reshape(count, proposals)
         weight = weight / weight.sum(1, keepdim=True).clamp(min=1e-12)

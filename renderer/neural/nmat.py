@@ -58,13 +58,18 @@ class NeuralMaterial:
     brdf: NeuralBrdf
     sampler: NeuralSampler
     metadata: dict[str, str] = field(default_factory=dict)
+    _pyramid: LatentPyramid | None = field(default=None, init=False, repr=False, compare=False)
 
     # --- evaluation (torch, for reports and tests) ----------------------------------
     def pyramid(self) -> LatentPyramid:
-        flat = torch.cat(
-            [lvl.float().reshape(-1, self.arch.latent_channels) for lvl in self.levels]
-        )
-        return LatentPyramid(self.arch, flat)
+        """The levels as one float32 lookup table, built once (a 2048^2 pyramid is 180 MB
+        in float32: the report reads it dozens of times)."""
+        if self._pyramid is None:
+            flat = torch.cat(
+                [lvl.float().reshape(-1, self.arch.latent_channels) for lvl in self.levels]
+            )
+            self._pyramid = LatentPyramid(self.arch, flat)
+        return self._pyramid
 
     def evaluate(
         self,

@@ -125,6 +125,11 @@ class ParameterStack:
     def channels(self) -> int:
         return self.levels[0].shape[-1]
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height) of the finest level."""
+        return self.levels[0].shape[1], self.levels[0].shape[0]
+
 
 def rasterize(
     textures: list[Texture],
@@ -168,13 +173,15 @@ def downsample(level: np.ndarray) -> np.ndarray:
 
 
 def parameter_stack(
-    graph: MaterialGraph, width: int, height: int, flake_field: FlakeField | None = None
+    graph: MaterialGraph, max_resolution: int, flake_field: FlakeField | None = None
 ) -> ParameterStack:
-    """The encoder's input at every level; `flake_field` (MaterialQueries.flakes) is
-    needed when the graph has flakes lobes."""
+    """The encoder's input at every level. The finest level has the material's native
+    resolution, capped at `max_resolution` per side (a power of two). `flake_field`
+    (MaterialQueries.flakes) is needed when the graph has flakes lobes."""
     textures = spatial_textures(graph)
     flakes = flake_lobes(graph)
     native = native_resolution(textures, flakes)
+    width, height = min(native[0], max_resolution), min(native[1], max_resolution)
     finest = rasterize(textures, width, height, native, flakes, flake_field)
     levels = [finest]
     while levels[-1].shape[:2] != (1, 1):

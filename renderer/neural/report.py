@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ..image_io import linear_to_srgb, write_ldr
+from ..image_io import LUMINANCE, linear_to_srgb, write_ldr
 from ..materials import MaterialQueries
 from .directions import cosine_hemisphere, uniform_hemisphere
 from .metrics import LOG_OFFSET, log_l1_np, psnr, tonemap
@@ -54,7 +54,6 @@ LOD_GRID = 4
 LOD_SAMPLES = 2
 SAMPLER_DIRECTIONS = 256
 SAMPLER_SAMPLES = 256
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722], np.float32)
 
 
 def heldout_queries(count: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -183,7 +182,7 @@ def sampler_quality(material: NeuralMaterial, seed: int) -> dict[str, float]:
     uv = torch.rand(m, 2, generator=g).repeat_interleave(s, 0)
     wo = uniform_hemisphere(torch.rand(m, 2, generator=g)).repeat_interleave(s, 0)
     level = torch.zeros(len(uv), dtype=torch.long)
-    lum = torch.from_numpy(LUMINANCE)
+    lum = torch.tensor(LUMINANCE, dtype=torch.float32)
     with torch.no_grad():
         latent = material.pyramid()(uv, level)
         lobes = material.sampler.lobes(latent, wo)
@@ -226,8 +225,9 @@ def sampler_quality(material: NeuralMaterial, seed: int) -> dict[str, float]:
 
 
 def report_paths(output: Path) -> tuple[Path, Path]:
-    stem = output.name[: -len(output.suffix)] if output.suffix else output.name
-    return output.with_name(stem + ".report.json"), output.with_name(stem + ".lobes.png")
+    return output.with_name(output.stem + ".report.json"), output.with_name(
+        output.stem + ".lobes.png"
+    )
 
 
 def build_report(bake: Bake, material: NeuralMaterial) -> tuple[dict[str, Any], list[Path]]:

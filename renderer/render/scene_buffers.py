@@ -16,13 +16,13 @@ import numpy as np
 from ..accel import Bvh, build_bvh
 from ..accel.upload import upload_geometry
 from ..device import Kernel, RenderDevice
+from ..image_io import LUMINANCE
 from ..materials.tables import DEFAULT_WALK_DEPTH, DEFAULT_WALKS, MaterialEntry, MaterialTables
 from ..scene.transform import transform_normals, transform_points
 from ..scene.types import Environment, Scene
 from .distributions import cdf_2d, cdf_rows
 
 INVALID_INDEX = 0xFFFFFFFF
-LUMINANCE = np.array([0.2126, 0.7152, 0.0722])
 
 
 @dataclass
