@@ -15,8 +15,7 @@ Layered materials and their batched evaluation live in `renderer.materials`.
 from .errors import DeviceError, ImageError, MaterialError, NrenderError, SceneError
 from .render import Renderer, RenderJob, RenderResult, render
 from .scene import Scene, load_scene, scene_from_dict
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "DeviceError",

@@ -14,13 +14,13 @@ from typing import Any
 import numpy as np
 import slangpy as spy
 
-from . import __version__
 from .accel import build_bvh
 from .materials import MaterialQueries, load_material
 from .materials.graph import Layer, Lobe, MaterialGraph, Stack
 from .paths import materials_dir
 from .render import Renderer
 from .scene import load_scene
+from .version import __version__
 
 
 def random_triangle_soup(count: int, seed: int = 0) -> np.ndarray:

@@ -10,14 +10,16 @@ import argparse
 import json
 import signal
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
-from . import __version__
 from .device import DEVICE_CHOICES
-from .errors import NrenderError
+from .errors import NrenderError, NrenderWarning
 from .paths import default_scene_path
 from .scene.loader import MAX_PIXELS, MAX_RESOLUTION
+from .scene.types import MATERIAL_MODES
+from .version import __version__
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -116,7 +118,11 @@ def cmd_render(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     job = renderer.start(
-        spp=args.spp, seed=args.seed, max_depth=args.max_depth, strategy=args.strategy
+        spp=args.spp,
+        seed=args.seed,
+        max_depth=args.max_depth,
+        strategy=args.strategy,
+        materials=args.materials,
     )
     w, h = job.width, job.height
     stop = _StopRequest()
@@ -209,7 +215,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
     from .neural.parameters import material_hash
 
     source = Path(args.material)
-    from .neural.bake import torch_device
+    from .neural.baking import torch_device
 
     if args.preset == "default" and torch_device(args.device).type == "cpu":
         print(
@@ -330,6 +336,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-depth", type=int, help="maximum bounces (default: the scene's)")
     p.add_argument("--strategy", choices=("mis", "nee", "bsdf"), help="light transport estimator")
     p.add_argument(
+        "--materials",
+        choices=MATERIAL_MODES,
+        help="reference: layered materials as their graphs; neural: as their bakes "
+        "(default: the scene's, reference)",
+    )
+    p.add_argument(
         "--out",
         default="render",
         help="output path; writes <out>.exr (linear, AOVs) and <out>.png (default: render)",
@@ -415,9 +427,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_default_showwarning = warnings.showwarning
+
+
+def _show_warning(message: Any, category: Any, *args: Any, **kwargs: Any) -> None:
+    """nrender's own warnings as one line each, without the source line."""
+    if isinstance(category, type) and issubclass(category, NrenderWarning):
+        print(f"nrender: warning: {message}", file=sys.stderr)
+    else:
+        _default_showwarning(message, category, *args, **kwargs)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    warnings.showwarning = _show_warning
     try:
         return args.func(args)
     except NrenderError as exc:

@@ -23,7 +23,7 @@ import slangpy as spy
 
 from . import cxx_cache
 from .errors import DeviceError
-from .layout import struct_dtype
+from .layout import struct_dtype, struct_field_names
 from .paths import shader_dir
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda", "vulkan")
@@ -67,6 +67,20 @@ class Kernel:
     def records(self, struct_name: str, count: int) -> np.ndarray:
         """Zeroed array of `count` records of a Slang struct."""
         return np.zeros(count, dtype=self.dtype(struct_name))
+
+    def filled_records(self, struct_name: str, rows: list[dict[str, Any]]) -> np.ndarray:
+        """Records of a Slang struct, one per dict of field values (at least one record:
+        buffers cannot be empty; kernels are told the real counts)."""
+        out = self.records(struct_name, max(len(rows), 1))
+        for i, row in enumerate(rows):
+            for key, value in row.items():
+                out[i][key] = value
+        return out
+
+    def struct_fields(self, struct_name: str) -> list[str]:
+        """Field names of a Slang struct as this program declares it (some fields exist on
+        one target only)."""
+        return struct_field_names(self.program, struct_name)
 
     def dispatch(self, thread_count: tuple[int, int, int], **params: Any) -> None:
         """Run the kernel over `thread_count` threads.

@@ -25,3 +25,11 @@ class ImageError(NrenderError):
 
 class NeuralMaterialError(NrenderError):
     """A neural material file (.nmat) or bake checkpoint is unreadable or inconsistent."""
+
+
+class NrenderWarning(UserWarning):
+    """Base of the warnings nrender gives a user (printed as one line by the CLI)."""
+
+
+class StaleBakeWarning(NrenderWarning):
+    """A neural material was baked from an earlier version of its layered source."""

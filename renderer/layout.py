@@ -73,3 +73,12 @@ def struct_dtype(program: spy.ShaderProgram, name: str) -> np.dtype:
     if ty is None:
         raise KeyError(f"Slang struct '{name}' is not visible in the program")
     return dtype_from_layout(layout.get_type_layout(ty))
+
+
+def struct_field_names(program: spy.ShaderProgram, name: str) -> list[str]:
+    """Field names of the Slang struct `name` as compiled into `program` (resources too)."""
+    layout = program.layout
+    ty = layout.find_type_by_name(name)
+    if ty is None:
+        raise KeyError(f"Slang struct '{name}' is not visible in the program")
+    return [field.name for field in layout.get_type_layout(ty).fields]

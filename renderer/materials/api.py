@@ -9,39 +9,62 @@ Directions are unit vectors in the local shading frame (normal +Z) pointing away
 surface: `wo` towards the viewer, `wi` towards the light. uv is [N, 2]. The work runs
 shaders/materials/material_query.slang, the same code the path tracer uses, so the Slang
 is the single source of truth. Results are reproducible for a given `seed`.
+
+A baked neural material (`NeuralMaterial`) is queried the same way, through the Slang
+runtime the path tracer runs; `level` then picks the latent pyramid's level of detail
+(0 = finest; fractional levels choose between the two nearest at random, per query).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 from ..device import RenderDevice, open_device
 from ..errors import NrenderError
+from ..neural.nmat import NeuralMaterial
 from .graph import Lobe, MaterialGraph
 from .tables import DEFAULT_WALK_DEPTH, MaterialEntry, MaterialTables
 
 KERNEL = ("materials/material_query.slang", "material_query")
-MODE_EVAL, MODE_SAMPLE, MODE_PDF, MODE_EVAL_AS_SAMPLED, MODE_WALK, MODE_FLAKE = range(6)
+MODES = ("eval", "sample", "pdf", "eval_as_sampled", "walk", "flake", "shade")
+MODE_EVAL, MODE_SAMPLE, MODE_PDF, MODE_EVAL_AS_SAMPLED, MODE_WALK, MODE_FLAKE, MODE_SHADE = range(
+    len(MODES)
+)
 MAX_QUERIES_PER_DISPATCH = 1 << 22
 MAX_SAMPLES = 1 << 16
+FINEST_LOD = -100.0  # lod_uv far below any level: the finest
 
 
 class MaterialQueries:
-    """One material uploaded to a device, ready for batched queries."""
+    """One material (a layered graph or a baked neural material) uploaded to a device,
+    ready for batched queries."""
 
     def __init__(
         self,
-        graph: MaterialGraph,
+        material: MaterialGraph | NeuralMaterial,
         device: RenderDevice | str = "auto",
         walk_depth: int = DEFAULT_WALK_DEPTH,
     ) -> None:
-        self.graph = graph
+        self.neural = material if isinstance(material, NeuralMaterial) else None
+        self.graph = material if isinstance(material, MaterialGraph) else None
         self.device = open_device(device) if isinstance(device, str) else device
         self.kernel = self.device.kernel(*KERNEL)
         self.walk_depth = walk_depth
-        self.tables = MaterialTables(self.device, self.kernel, [MaterialEntry(graph, np.zeros(3))])
+        entry = MaterialEntry(self.graph, np.zeros(3), neural=self.neural)
+        self.tables = MaterialTables(self.device, self.kernel, [entry])
+
+    def _lod_uv(self, level: float | np.ndarray | None, count: int) -> np.ndarray:
+        """Per-query lod_uv (materials/material.slang) for pyramid `level`s."""
+        if level is None or self.neural is None:
+            return np.full(count, FINEST_LOD, np.float32)
+        offset = 0.5 * math.log2(self.neural.arch.width * self.neural.arch.height)
+        levels = np.broadcast_to(np.asarray(level, np.float64), (count,))
+        if not np.isfinite(levels).all():
+            raise NrenderError("level: contains NaN or infinite values")
+        return (levels - offset).astype(np.float32)
 
     def _rows(self, name: str, values: np.ndarray | None, width: int, count: int) -> np.ndarray:
         rows = np.zeros((count, 4), np.float32)
@@ -74,6 +97,7 @@ class MaterialQueries:
         samples: int,
         seed: int,
         lobe: tuple[int, int] = (0, 0),
+        level: float | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         uv = np.asarray(uv)
         if uv.ndim != 2 or uv.shape[1] != 2:
@@ -86,6 +110,7 @@ class MaterialQueries:
         if count == 0:
             return out, out2
         uv_rows = self._rows("uv", uv, 2, count)
+        uv_rows[:, 2] = self._lod_uv(level, count)
         wo_rows = self._rows("wo", wo, 3, count)
         wi_rows = self._rows("wi", wi, 3, count)
         for start in range(0, count, MAX_QUERIES_PER_DISPATCH):
@@ -115,24 +140,49 @@ class MaterialQueries:
         return out, out2
 
     def evaluate(
-        self, uv: np.ndarray, wi: np.ndarray, wo: np.ndarray, samples: int = 1, seed: int = 0
+        self,
+        uv: np.ndarray,
+        wi: np.ndarray,
+        wo: np.ndarray,
+        samples: int = 1,
+        seed: int = 0,
+        level: float | np.ndarray | None = None,
     ) -> np.ndarray:
         """[N, 3] f(wo, wi) * |cos theta_i|, averaged over `samples` stochastic estimates."""
-        out, _ = self._run(MODE_EVAL, uv, wo, wi, samples, seed)
+        out, _ = self._run(MODE_EVAL, uv, wo, wi, samples, seed, level=level)
         return out[:, :3].copy()
 
     def sample(
-        self, uv: np.ndarray, wo: np.ndarray, seed: int = 0
+        self,
+        uv: np.ndarray,
+        wo: np.ndarray,
+        seed: int = 0,
+        level: float | np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Sampled wi [N, 3], weight f*cos/pdf [N, 3], pdf [N] (0 = no sample) and whether
         the sample is a delta event [N]."""
-        out, out2 = self._run(MODE_SAMPLE, uv, wo, None, 1, seed)
+        out, out2 = self._run(MODE_SAMPLE, uv, wo, None, 1, seed, level=level)
         return out2[:, :3].copy(), out[:, :3].copy(), out2[:, 3].copy(), out[:, 3] < 0
 
-    def pdf(self, uv: np.ndarray, wi: np.ndarray, wo: np.ndarray, seed: int = 0) -> np.ndarray:
+    def pdf(
+        self,
+        uv: np.ndarray,
+        wi: np.ndarray,
+        wo: np.ndarray,
+        seed: int = 0,
+        level: float | np.ndarray | None = None,
+    ) -> np.ndarray:
         """[N] solid-angle density with which `sample` draws wi."""
-        out, _ = self._run(MODE_PDF, uv, wo, wi, 1, seed)
+        out, _ = self._run(MODE_PDF, uv, wo, wi, 1, seed, level=level)
         return out[:, 0].copy()
+
+    def shade(
+        self, uv: np.ndarray, wi: np.ndarray, wo: np.ndarray, events: int = 1, seed: int = 0
+    ) -> np.ndarray:
+        """[N, 4]: the sum of what `events` shading events of the path tracer compute at
+        each query (set-up for wo, eval and pdf towards wi, one sample); for benchmarks."""
+        out, _ = self._run(MODE_SHADE, uv, wo, wi, events, seed)
+        return out
 
     def sample_walk(
         self, uv: np.ndarray, wo: np.ndarray, seed: int = 0
@@ -145,7 +195,7 @@ class MaterialQueries:
     def flakes(self, uv: np.ndarray, lobe: Lobe) -> np.ndarray:
         """[N, 4]: the normal (local frame) of the flake a flakes `lobe` of this material
         has at each uv, and 1 where that cell holds a flake, 0 where it is empty."""
-        if lobe.type != "flakes" or id(lobe) not in self.tables.lobe_slots:
+        if self.graph is None or lobe.type != "flakes" or id(lobe) not in self.tables.lobe_slots:
             raise NrenderError("flakes(): expected a flakes lobe of this material")
         out, _ = self._run(MODE_FLAKE, uv, None, None, 1, 0, self.tables.lobe_slots[id(lobe)])
         return out

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..scene.types import Texture
+from .texture import Texture
 
 LOBE_TYPES = ("diffuse", "conductor", "dielectric", "sheen", "flakes")
 

@@ -18,9 +18,9 @@ import numpy as np
 from ..errors import ImageError, MaterialError
 from ..image_io import read_image
 from ..scene.reader import Section
-from ..scene.types import Texture
 from . import patterns
 from .graph import LOBE_TYPES, Layer, Lobe, MaterialGraph, Mix, Node, Stack, constant
+from .texture import Texture
 
 MATERIAL_VERSION = 1
 MAX_BASE_LOBES = 4

@@ -1,26 +1,10 @@
 """The preview scene `nrender render materials/X.json` draws: the material on a sphere
-standing on a checkered floor, under the default scene's sky."""
+standing on a checkered floor, under the default scene's sky (renderer.scene.loader puts
+the material in)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
-
-from ..scene.types import Material, Scene
-from .loader import load_material
-
-
-def preview_scene(material_path: Path) -> Scene:
-    """The preview scene of a material file; errors in the file name that file alone."""
-    from ..scene.loader import scene_from_dict
-
-    graph = load_material(material_path)
-    scene = scene_from_dict(
-        preview_scene_dict(), name=f"preview of {material_path}", base_dir=Path.cwd()
-    )
-    scene.materials["subject"] = Material(kind="layered", graph=graph)
-    scene.source = Path(material_path)
-    return scene
 
 
 def preview_scene_dict() -> dict[str, Any]:

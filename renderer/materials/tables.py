@@ -13,8 +13,10 @@ from typing import Any
 import numpy as np
 
 from ..device import Kernel, RenderDevice
-from ..scene.types import Texture
+from ..neural.nmat import NeuralMaterial
+from ..neural.runtime import NeuralTables
 from .graph import Layer, Lobe, MaterialGraph, Mix, Node, Stack
+from .texture import Texture
 
 INVALID_INDEX = 0xFFFFFFFF
 TEXTURE_KINDS = {"constant": 0, "image": 1, "checker": 2}
@@ -27,8 +29,12 @@ DEFAULT_WALK_DEPTH = 16
 
 @dataclass
 class MaterialEntry:
-    graph: MaterialGraph
+    """A material as the device sees it: a layered graph, or a baked neural material
+    (which then replaces the graph)."""
+
+    graph: MaterialGraph | None
     emission: np.ndarray  # [3] radiance from the front face
+    neural: NeuralMaterial | None = None
 
 
 class _TableBuilder:
@@ -79,13 +85,6 @@ class _TableBuilder:
         self.layers.extend(stack.layers)
         self.stacks.append(record)
         return len(self.stacks) - 1
-
-    def records(self, struct: str, rows: list[dict[str, Any]]) -> np.ndarray:
-        out = self.kernel.records(struct, max(len(rows), 1))
-        for i, row in enumerate(rows):
-            for key, value in row.items():
-                out[i][key] = value
-        return out
 
     def lobe_row(self, lobe: Lobe) -> dict[str, Any]:
         return {
@@ -152,24 +151,35 @@ class MaterialTables:
     ) -> None:
         builder = _TableBuilder(kernel)
         material_rows = []
+        neural: list[NeuralMaterial] = []
         for entry in materials:
-            root = builder.node(entry.graph.root)
-            material_rows.append(
-                {
-                    "root": root,
-                    "emission": np.asarray(entry.emission, np.float32),
-                    "transmissive": int(entry.graph.transmissive),
-                }
-            )
-        lobes = builder.records("LobeData", [builder.lobe_row(lobe) for lobe in builder.lobes])
-        layers = builder.records(
+            row: dict[str, Any] = {
+                "root": INVALID_INDEX,
+                "emission": np.asarray(entry.emission, np.float32),
+                "transmissive": 0,
+                "neural": INVALID_INDEX,
+            }
+            if entry.neural is not None:
+                row["neural"] = len(neural)
+                neural.append(entry.neural)
+            if entry.graph is not None:
+                row["root"] = builder.node(entry.graph.root)
+                row["transmissive"] = int(entry.graph.transmissive)
+            elif entry.neural is None:
+                raise ValueError("a material entry needs a graph or a neural material")
+            material_rows.append(row)
+        lobes = kernel.filled_records(
+            "LobeData", [builder.lobe_row(lobe) for lobe in builder.lobes]
+        )
+        layers = kernel.filled_records(
             "LayerData", [builder.layer_row(layer) for layer in builder.layers]
         )
-        nodes = builder.records("NodeData", builder.nodes)
-        stacks = builder.records("StackData", builder.stacks)
-        records = builder.records("MaterialData", material_rows)
+        nodes = kernel.filled_records("NodeData", builder.nodes)
+        stacks = kernel.filled_records("StackData", builder.stacks)
+        records = kernel.filled_records("MaterialData", material_rows)
         textures, texels = builder.texture_records()
         self.lobe_slots = builder.lobe_slots
+        self.neural = NeuralTables(device, kernel, neural)
         self.buffers = {
             "materials": device.upload(records),
             "nodes": device.upload(nodes),
@@ -181,8 +191,17 @@ class MaterialTables:
         }
 
     def bind(
-        self, walk_count: int = DEFAULT_WALKS, walk_depth: int = DEFAULT_WALK_DEPTH
+        self,
+        walk_count: int = DEFAULT_WALKS,
+        walk_depth: int = DEFAULT_WALK_DEPTH,
+        prefer_neural: bool = False,
     ) -> dict[str, Any]:
         """The `MaterialTables` value, with the layered estimator's walks per evaluation
-        and vertices per walk."""
-        return {**self.buffers, "walk_count": walk_count, "walk_depth": walk_depth}
+        and vertices per walk, and whether materials with a bake render it."""
+        return {
+            **self.buffers,
+            "walk_count": walk_count,
+            "walk_depth": walk_depth,
+            "prefer_neural": int(prefer_neural),
+            "neural": self.neural.bind(),
+        }

@@ -24,9 +24,9 @@ from pathlib import Path
 
 import torch
 
-from .. import __version__
 from ..errors import NeuralMaterialError, NrenderError
 from ..image_io import atomic_path
+from ..version import __version__
 from .architecture import Architecture
 from .decoder import NeuralBrdf
 from .pyramid import LatentPyramid

@@ -24,7 +24,7 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from ..materials.graph import Layer, Lobe, MaterialGraph, Mix, Stack
-from ..scene.types import Texture
+from ..materials.texture import Texture
 
 TEXELS_PER_CHECKER_CELL = 4
 TEXELS_PER_FLAKE_CELL = 2

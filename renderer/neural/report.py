@@ -26,23 +26,22 @@ Written next to the output as `X.report.json` and `X.lobes.png`:
 
 from __future__ import annotations
 
+import json
 import math
-import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
-from ..image_io import LUMINANCE, linear_to_srgb, write_ldr
+from ..image_io import LUMINANCE, atomic_path, linear_to_srgb, write_ldr
 from ..materials import MaterialQueries
 from .directions import cosine_hemisphere, uniform_hemisphere
 from .metrics import LOG_OFFSET, log_l1_np, psnr, tonemap
 from .nmat import NeuralMaterial
+from .presets import BakePreset
 from .sampler import NeuralSampler
-
-if TYPE_CHECKING:
-    from .bake import Bake
 
 LOBE_VIEW_ANGLES = (0.0, 30.0, 60.0, 75.0)
 LOBE_UVS = ((0.3, 0.3), (0.7, 0.6))
@@ -230,51 +229,38 @@ def report_paths(output: Path) -> tuple[Path, Path]:
     )
 
 
-def build_report(bake: Bake, material: NeuralMaterial) -> tuple[dict[str, Any], list[Path]]:
-    """Measure `material` against the reference of `bake`; write the JSON and PNG."""
-    import json
+def measure(
+    material: NeuralMaterial,
+    queries: MaterialQueries,
+    preset: BakePreset,
+    seed: int,
+    progress: Callable[[], None] = lambda: None,
+) -> tuple[dict[str, Any], np.ndarray]:
+    """The report's metrics of `material` against the reference `queries`, and its lobe
+    image; `progress()` is called after each of the 4 parts."""
+    heldout = heldout_error(material, queries, preset.heldout_queries, preset.heldout_samples, seed)
+    progress()
+    lod = lod_error(material, queries, seed + 5)
+    progress()
+    sampler = sampler_quality(material, seed + 3)
+    progress()
+    lobes = lobe_image(material, queries, seed + 4)
+    progress()
+    return {"heldout": heldout, "lod": lod, "sampler": sampler}, lobes
 
-    from ..image_io import atomic_path
 
-    started = time.perf_counter()
-    p = bake.preset
-    queries = bake.queries
-    seed = 0x5EED0000 + bake.seed  # never used in training
-    json_path, png_path = report_paths(bake.output)
-    with bake.progress_bar(4, "report", "part") as bar:
-        heldout = heldout_error(material, queries, p.heldout_queries, p.heldout_samples, seed)
-        bar.update(1)
-        lod = lod_error(material, queries, seed + 5)
-        bar.update(1)
-        sampler = sampler_quality(material, seed + 3)
-        bar.update(1)
-        write_ldr(png_path, lobe_image(material, queries, seed + 4))
-        bar.update(1)
-    bake.seconds["report"] = time.perf_counter() - started
-    # wall clock of this process (a resumed bake counts from its restart)
-    bake.seconds["total"] = time.perf_counter() - bake.started
-    metrics = {"heldout": heldout, "lod": lod, "sampler": sampler}
-    report = {
-        "material": str(bake.source),
-        "source_hash": bake.source_hash,
-        "output": str(bake.output),
-        "preset": p.name,
-        "seed": bake.seed,
-        "device": str(bake.device),
-        "pyramid": {
-            "finest": [bake.arch.height, bake.arch.width],
-            "levels": len(bake.arch.levels),
-            "parameter_channels": bake.arch.parameter_channels,
-        },
-        "losses": bake.losses,
-        "seconds": {k: round(v, 2) for k, v in bake.seconds.items()},
-        "metrics": metrics,
-        "lobes_png": {
-            "path": png_path.name,
-            "rows": [f"uv {u}, wo at {a} deg" for u in LOBE_UVS for a in LOBE_VIEW_ANGLES],
-            "columns": ["reference f*cos", "neural f*cos", "sampler pdf x albedo"],
-        },
+def lobe_columns() -> dict[str, Any]:
+    """What the rows and columns of the lobe image show (for the JSON report)."""
+    return {
+        "rows": [f"uv {u}, wo at {a} deg" for u in LOBE_UVS for a in LOBE_VIEW_ANGLES],
+        "columns": ["reference f*cos", "neural f*cos", "sampler pdf x albedo"],
     }
+
+
+def write_report(output: Path, report: dict[str, Any], lobes: np.ndarray) -> list[Path]:
+    """Write `output`'s X.report.json and X.lobes.png (each through a rename)."""
+    json_path, png_path = report_paths(output)
+    write_ldr(png_path, lobes)
     with atomic_path(json_path) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
-    return report, [json_path, png_path]
+    return [json_path, png_path]

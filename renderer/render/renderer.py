@@ -20,7 +20,7 @@ import numpy as np
 import slangpy as spy
 
 from ..device import RenderDevice, open_device
-from ..scene.types import STRATEGIES, Integrator, Scene
+from ..scene.types import MATERIAL_MODES, STRATEGIES, Integrator, Scene
 from .film import RenderResult
 from .scene_buffers import SceneBuffers
 
@@ -60,6 +60,8 @@ class RenderJob:
             "aspect": self.width / self.height,
             "resolution": spy.uint2(self.width, self.height),
         }
+        # the ray cone's opening angle: one pixel of the image plane at distance 1
+        self.pixel_spread = float(np.arctan(2.0 * np.tan(np.radians(camera.fov) / 2) / self.height))
 
     @property
     def done(self) -> bool:
@@ -75,13 +77,16 @@ class RenderJob:
         radiance, radiance_sq, albedo, normal_depth = self.accumulators
         self.renderer.kernel.dispatch(
             (self.width, self.height, 1),
-            g_scene=self.renderer.buffers.bind(s.layered_walks, s.layered_depth),
+            g_scene=self.renderer.buffers.bind(
+                s.layered_walks, s.layered_depth, s.materials == "neural"
+            ),
             g_radiance=radiance,
             g_radiance_sq=radiance_sq,
             g_albedo=albedo,
             g_normal_depth=normal_depth,
             params={
                 "camera": self.camera,
+                "pixel_spread": self.pixel_spread,
                 "sample_begin": self.spp_done,
                 "sample_count": count,
                 "seed": s.seed,
@@ -122,6 +127,7 @@ class RenderJob:
                 "seed": self.settings.seed,
                 "strategy": self.settings.strategy,
                 "max_depth": self.settings.max_depth,
+                "materials": self.settings.materials,
             },
         )
 
@@ -146,8 +152,11 @@ class Renderer:
         seed: int | None = None,
         max_depth: int | None = None,
         strategy: str | None = None,
+        materials: str | None = None,
     ) -> RenderJob:
-        """A progressive render with the scene's integrator settings, some overridden."""
+        """A progressive render with the scene's integrator settings, some overridden.
+        `materials`: "reference" renders layered materials as their graphs, "neural" as
+        their bakes (materials with only one of the two always use it)."""
         settings = self.scene.integrator
         overrides = {
             k: v
@@ -156,6 +165,7 @@ class Renderer:
                 "seed": seed,
                 "max_depth": max_depth,
                 "strategy": strategy,
+                "materials": materials,
             }.items()
             if v is not None
         }
@@ -164,6 +174,10 @@ class Renderer:
             raise ValueError(f"spp must be >= 1, got {settings.spp}")
         if settings.strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {STRATEGIES}, got {settings.strategy!r}")
+        if settings.materials not in MATERIAL_MODES:
+            raise ValueError(
+                f"materials must be one of {MATERIAL_MODES}, got {settings.materials!r}"
+            )
         return RenderJob(self, settings)
 
     def render(
@@ -173,10 +187,13 @@ class Renderer:
         seed: int | None = None,
         max_depth: int | None = None,
         strategy: str | None = None,
+        materials: str | None = None,
         progress: Callable[[int, int], None] | None = None,
     ) -> RenderResult:
         """Render to completion; `progress(done, total)` is called after every pass."""
-        job = self.start(spp=spp, seed=seed, max_depth=max_depth, strategy=strategy)
+        job = self.start(
+            spp=spp, seed=seed, max_depth=max_depth, strategy=strategy, materials=materials
+        )
         while not job.done:
             job.step()
             if progress is not None:
@@ -190,6 +207,7 @@ def render(
     device: str | RenderDevice = "auto",
     spp: int | None = None,
     seed: int | None = None,
+    materials: str | None = None,
 ) -> RenderResult:
     """One-call render of a scene (see Renderer for repeated renders)."""
-    return Renderer(scene, device).render(spp=spp, seed=seed)
+    return Renderer(scene, device).render(spp=spp, seed=seed, materials=materials)

@@ -23,6 +23,7 @@ from ..scene.types import Environment, Scene
 from .distributions import cdf_2d, cdf_rows
 
 INVALID_INDEX = 0xFFFFFFFF
+NO_UV_LOD = -64.0  # lod constant of a triangle without usable uvs: always the finest level
 
 
 @dataclass
@@ -48,6 +49,32 @@ class Triangles:
         return np.where(length > 0, dpdu / np.where(length > 0, length, 1.0), 0.0).astype(
             np.float32
         )
+
+    def lod_constants(self) -> np.ndarray:
+        """[T] float32 0.5 log2(uv area / world area): how many uv units one world unit of
+        the surface spans, for ray-cone level of detail; NO_UV_LOD where either area is 0."""
+        p = self.vertices.astype(np.float64)
+        t = self.uvs.astype(np.float64)
+        world = np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+        d1, d2 = t[:, 1] - t[:, 0], t[:, 2] - t[:, 0]
+        uv = np.abs(d1[:, 0] * d2[:, 1] - d1[:, 1] * d2[:, 0])
+        ok = (world > 0) & (uv > 0)
+        ratio = np.where(ok, uv, 1.0) / np.where(ok, world, 1.0)
+        return np.where(ok, 0.5 * np.log2(ratio), NO_UV_LOD).astype(np.float32)
+
+    def curvatures(self) -> np.ndarray:
+        """[T] float32 mean normal curvature from the vertex normals: the average over the
+        three edges of (n_j - n_i) . (p_j - p_i) / |p_j - p_i|^2, 1/r on a sphere of
+        radius r with outward normals, 0 on flat-shaded triangles."""
+        p = self.vertices.astype(np.float64)
+        n = self.normals.astype(np.float64)
+        total = np.zeros(len(p))
+        for i, j in ((0, 1), (1, 2), (2, 0)):
+            dp = p[:, j] - p[:, i]
+            length2 = (dp * dp).sum(1)
+            dn = n[:, j] - n[:, i]
+            total += np.where(length2 > 0, (dn * dp).sum(1) / np.where(length2 > 0, length2, 1), 0)
+        return (total / 3.0).astype(np.float32)
 
     @property
     def count(self) -> int:
@@ -162,13 +189,19 @@ class SceneBuffers:
             shading[f"n{k}"] = normals[:, k]
             shading[f"uv{k}"] = uvs[:, k]
         shading["tangent"] = triangles.tangents()[order]
+        shading["lod_constant"] = triangles.lod_constants()[order]
+        shading["curvature"] = triangles.curvatures()[order]
         shading["material"] = material_ids
         shading["emitter"] = emitter_of_triangle
         self.material_tables = MaterialTables(
             device,
             kernel,
             [
-                MaterialEntry(scene.materials[n].material_graph(), scene.materials[n].emission)
+                MaterialEntry(
+                    scene.materials[n].material_graph(),
+                    scene.materials[n].emission,
+                    scene.materials[n].neural,
+                )
                 for n in names
             ],
         )
@@ -254,13 +287,16 @@ class SceneBuffers:
         }, power
 
     def bind(
-        self, layered_walks: int = DEFAULT_WALKS, layered_depth: int = DEFAULT_WALK_DEPTH
+        self,
+        layered_walks: int = DEFAULT_WALKS,
+        layered_depth: int = DEFAULT_WALK_DEPTH,
+        prefer_neural: bool = False,
     ) -> dict[str, Any]:
         """Value for the kernel's `ParameterBlock<Scene>`."""
         return {
             "geometry": self.geometry,
             "shading": self.shading,
-            "materials": self.material_tables.bind(layered_walks, layered_depth),
+            "materials": self.material_tables.bind(layered_walks, layered_depth, prefer_neural),
             "environment": self.environment,
             "lights": self.lights,
             "ray_epsilon": float(self.ray_epsilon),

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..errors import ImageError, SceneError
+from ..errors import ImageError, NeuralMaterialError, SceneError, StaleBakeWarning
 from ..image_io import read_image
 from . import environment as env_maps
 from . import shapes
@@ -22,6 +23,7 @@ from .mesh_io import load_mesh_file
 from .reader import Section
 from .transform import compose
 from .types import (
+    MATERIAL_MODES,
     STRATEGIES,
     Camera,
     Environment,
@@ -77,13 +79,25 @@ def load_scene(
 
     if is_material_document(data):
         # A material file renders as its preview: a sphere under the default sky.
-        from ..materials.preview import preview_scene
-
         return preview_scene(path)
     scene = scene_from_dict(
         data, name=str(path), base_dir=Path(base_dir) if base_dir else path.parent
     )
     scene.source = path
+    return scene
+
+
+def preview_scene(material_path: Path) -> Scene:
+    """The preview scene of a material file; errors in the file name that file alone."""
+    from ..materials import load_material
+    from ..materials.preview import preview_scene_dict
+
+    graph = load_material(material_path)
+    scene = scene_from_dict(
+        preview_scene_dict(), name=f"preview of {material_path}", base_dir=Path.cwd()
+    )
+    scene.materials["subject"] = Material(kind="layered", graph=graph)
+    scene.source = Path(material_path)
     return scene
 
 
@@ -137,6 +151,7 @@ class _SceneReader:
     def __init__(self, name: str, base_dir: Path) -> None:
         self.name = name
         self.base_dir = base_dir
+        self.neural_cache: dict[Path, Any] = {}
 
     def resolve(self, s: Section, key: str) -> Path:
         rel = s.string(key)
@@ -189,6 +204,7 @@ class _SceneReader:
             strategy=s.string("strategy", d.strategy, choices=STRATEGIES),
             layered_walks=s.integer("layered_walks", d.layered_walks, low=1, high=1024),
             layered_depth=s.integer("layered_depth", d.layered_depth, low=1, high=1024),
+            materials=s.string("materials", d.materials, choices=MATERIAL_MODES),
         )
         s.finish()
         return result
@@ -267,9 +283,18 @@ class _SceneReader:
         return tex
 
     def material(self, s: Section) -> Material:
-        kind = s.string("type", choices=("diffuse", "layered"))
+        kind = s.string("type", choices=("diffuse", "layered", "neural"))
+        if kind == "neural":
+            material = Material(kind="neural")
+            material.neural, material.neural_path = self.neural_material(s, "path")
+            material.emission = s.color("emission", [0.0, 0.0, 0.0])
+            s.finish()
+            return material
         if kind == "layered":
             material = Material(kind="layered", graph=self.material_graph(s))
+            if s.has("neural"):
+                material.neural, material.neural_path = self.neural_material(s, "neural")
+                self.warn_if_stale(s, material)
             material.emission = s.color("emission", [0.0, 0.0, 0.0])
             s.finish()
             return material
@@ -300,6 +325,42 @@ class _SceneReader:
         except SceneError as exc:
             key = "path" if s.has("path") else "graph"
             s.fail(str(exc), key)
+
+    def neural_material(self, s: Section, key: str) -> tuple[Any, str]:
+        """A baked neural material (`.nmat`) named by `key`, checked whole (file,
+        tensors, values, and that the renderer can run its architecture) before any
+        rendering; loaded once per file per scene."""
+        from ..neural.nmat import NeuralMaterial
+        from ..neural.runtime import check_runtime_support
+
+        path = self.resolve(s, key)
+        cached = self.neural_cache.get(path.resolve())
+        if cached is not None:
+            return cached, str(path)
+        try:
+            material = NeuralMaterial.load(path)
+            check_runtime_support(material.arch)
+        except NeuralMaterialError as exc:
+            message = str(exc)
+            if not message.startswith(str(path)):
+                message = f"{path}: {message}"
+            s.fail(message, key)
+        self.neural_cache[path.resolve()] = material
+        return material, str(path)
+
+    def warn_if_stale(self, s: Section, material: Material) -> None:
+        """Warn when a layered material has changed since its bake was made."""
+        from ..neural.parameters import material_hash
+
+        baked = material.neural.metadata.get("source_hash")
+        if baked is not None and baked != material_hash(material.graph):
+            source = s.data.get("path", "its inline graph")
+            warnings.warn(
+                f"{self.name}: {s.key_path('neural')}: {material.neural_path} was baked from "
+                f"an earlier version of {source}; bake it again (nrender bake)",
+                StaleBakeWarning,
+                stacklevel=2,
+            )
 
     # --- geometry ---------------------------------------------------------------------
     def mesh(self, s: Section) -> Mesh:

@@ -12,7 +12,10 @@ from typing import Any
 
 import numpy as np
 
+from ..materials.texture import Texture
+
 STRATEGIES = ("mis", "nee", "bsdf")
+MATERIAL_MODES = ("reference", "neural")
 
 
 @dataclass
@@ -45,42 +48,33 @@ class Integrator:
     strategy: str = "mis"
     layered_walks: int = 1  # random walks per evaluation of a layered material
     layered_depth: int = 16  # vertices per walk
-
-
-@dataclass
-class Texture:
-    """A colour source: constant, image (linear RGB [H, W, 3]) or checker."""
-
-    kind: str = "constant"  # constant | image | checker
-    value: np.ndarray = field(default_factory=lambda: np.full(3, 0.5))  # [3]
-    value2: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3], checker odd cells
-    image: np.ndarray | None = None  # [H, W, 3] float32, linear
-    uv_scale: np.ndarray = field(default_factory=lambda: np.ones(2))  # [2]
-    path: str | None = None
-
-    @staticmethod
-    def constant(rgb: np.ndarray | list[float]) -> Texture:
-        return Texture(kind="constant", value=np.asarray(rgb, np.float64))
+    materials: str = "reference"  # reference: layered graphs; neural: their bakes
 
 
 @dataclass
 class Material:
-    """A surface material: "diffuse" (an albedo texture) or "layered" (a material graph,
-    renderer.materials.MaterialGraph), plus front-face emission."""
+    """A surface material: "diffuse" (an albedo texture), "layered" (a material graph,
+    renderer.materials.MaterialGraph, optionally with its bake) or "neural" (a baked
+    renderer.neural.NeuralMaterial alone), plus front-face emission."""
 
     kind: str = "diffuse"
     albedo: Texture = field(default_factory=lambda: Texture.constant([0.5, 0.5, 0.5]))
     emission: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3] radiance
     graph: Any = None  # MaterialGraph when kind == "layered"
+    neural: Any = None  # NeuralMaterial: kind "neural", or a layered material's bake
+    neural_path: str | None = None  # the .nmat file, for messages
 
     @property
     def is_emissive(self) -> bool:
         return bool(np.any(self.emission > 0))
 
     def material_graph(self) -> Any:
-        """The graph the device evaluates; a diffuse material is a one-lobe graph."""
+        """The graph the device evaluates (None for a neural material, which has none); a
+        diffuse material is a one-lobe graph."""
         if self.kind == "layered":
             return self.graph
+        if self.kind == "neural":
+            return None
         from ..materials.graph import MaterialGraph
 
         return MaterialGraph.diffuse(self.albedo)

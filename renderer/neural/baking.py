@@ -49,6 +49,7 @@ from .nmat import NeuralMaterial
 from .parameters import material_hash, parameter_stack
 from .presets import BakePreset
 from .pyramid import LatentPyramid, LevelIndex
+from .report import lobe_columns, measure, report_paths, write_report
 from .sampler import NeuralSampler
 
 PHASES = ("encoder", "latents", "sampler")
@@ -259,9 +260,40 @@ class Bake:
         finally:
             torch.use_deterministic_algorithms(previous)
 
-    def _run(self) -> BakeResult:
-        from .report import build_report
+    def report(self, material: NeuralMaterial) -> tuple[dict[str, Any], np.ndarray]:
+        """The bake's report (report.py measures) and its lobe image."""
+        started = time.perf_counter()
+        with self.progress_bar(4, "report", "part") as bar:
+            metrics, lobes = measure(
+                material,
+                self.queries,
+                self.preset,
+                0x5EED0000 + self.seed,  # never used in training
+                lambda: bar.update(1),
+            )
+        self.seconds["report"] = time.perf_counter() - started
+        # wall clock of this process (a resumed bake counts from its restart)
+        self.seconds["total"] = time.perf_counter() - self.started
+        report = {
+            "material": str(self.source),
+            "source_hash": self.source_hash,
+            "output": str(self.output),
+            "preset": self.preset.name,
+            "seed": self.seed,
+            "device": str(self.device),
+            "pyramid": {
+                "finest": [self.arch.height, self.arch.width],
+                "levels": len(self.arch.levels),
+                "parameter_channels": self.arch.parameter_channels,
+            },
+            "losses": self.losses,
+            "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
+            "metrics": metrics,
+            "lobes_png": {"path": report_paths(self.output)[1].name, **lobe_columns()},
+        }
+        return report, lobes
 
+    def _run(self) -> BakeResult:
         d = self.device
         p = self.preset
         checkpoint = Checkpoint.load(self.checkpoint_path) if self.resume else None
@@ -373,7 +405,8 @@ class Bake:
                 "losses": json.dumps(self.losses, sort_keys=True),
             },
         )
-        report, files = build_report(self, material)
+        report, lobes = self.report(material)
+        files = write_report(self.output, report, lobes)
         material.metadata["report"] = json.dumps(report["metrics"], sort_keys=True)
         material.save(self.output)
         written = [self.output, *files]

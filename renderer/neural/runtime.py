@@ -1,0 +1,169 @@
+"""Baked neural materials -> the device tables of shaders/neural/neural_bsdf.slang.
+
+`NeuralTables(device, kernel, materials)` packs any number of `.nmat` materials into five
+buffers shared by all of them: material records, pyramid levels, fp16 latents (one uint4
+of 8 halves per texel), MLP layer records and fp32 weights (W^T then bias per layer), plus
+zero-padded fp16 W^T tiles on CUDA for the tensor-core path. Layouts are those
+shaders/neural/mlp.slang documents: fp32 weights as float4 rows. Record layouts come from the
+kernel's reflection (renderer/layout.py). `check_runtime_support` says whether the Slang
+runtime can run an architecture at all; a scene loader calls it before any work.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..device import Kernel, RenderDevice
+from ..errors import NeuralMaterialError
+from .architecture import SAMPLER_OUTPUTS, Architecture
+from .nmat import NeuralMaterial
+
+RUNTIME_LATENT_CHANNELS = 8  # LATENT_CHANNELS of shaders/neural/pyramid.slang
+RUNTIME_MAX_WIDTH = 64  # MLP_MAX_WIDTH of shaders/neural/mlp.slang
+TILE = 16  # cooperative-matrix tile of shaders/neural/coop_mlp.slang
+
+
+def check_runtime_support(arch: Architecture) -> None:
+    """Raise NeuralMaterialError (message without the file) when the Slang runtime cannot
+    run `arch`: it is compiled for 8 latent channels and layers at most 64 wide."""
+    if arch.latent_channels != RUNTIME_LATENT_CHANNELS:
+        raise NeuralMaterialError(
+            f"the renderer runs neural materials with {RUNTIME_LATENT_CHANNELS} latent "
+            f"channels, this one has {arch.latent_channels}"
+        )
+    for name, sizes in (
+        ("decoder", (arch.decoder_inputs, *arch.decoder_hidden)),
+        ("sampler", (arch.sampler_inputs, *arch.sampler_hidden, SAMPLER_OUTPUTS)),
+    ):
+        if max(sizes) > RUNTIME_MAX_WIDTH:
+            raise NeuralMaterialError(
+                f"its {name} has a layer {max(sizes)} wide; the renderer runs layers at most "
+                f"{RUNTIME_MAX_WIDTH} wide"
+            )
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return (n + multiple - 1) // multiple * multiple
+
+
+def pack_latents(level: torch.Tensor) -> np.ndarray:
+    """fp16 [h, w, 8] -> [h * w, 4] uint32: channel 2k in the low half of word k."""
+    halves = level.detach().cpu().to(torch.float16).contiguous().numpy()
+    return halves.reshape(-1, RUNTIME_LATENT_CHANNELS).view(np.uint32).reshape(-1, 4)
+
+
+@dataclass
+class _Packed:
+    weights: list[np.ndarray]
+    weights_f16: list[np.ndarray]
+    layers: list[dict[str, int]]
+    fp32_size: int = 0
+    fp16_size: int = 0
+
+    def add_block(self, rows: np.ndarray, row_count: int | None = None) -> int:
+        """Rows of floats, each zero-padded to a multiple of 4 (and `row_count` rows, zero
+        rows added); the first float4's index."""
+        rows = np.atleast_2d(np.asarray(rows, np.float32))
+        count = rows.shape[0] if row_count is None else row_count
+        padded = np.zeros((count, _round_up(rows.shape[1], 4)), np.float32)
+        padded[: rows.shape[0], : rows.shape[1]] = rows
+        offset = self.fp32_size
+        self.weights.append(padded.reshape(-1, 4))
+        self.fp32_size += padded.size // 4
+        return offset
+
+    def add_layer(self, weight: torch.Tensor, bias: torch.Tensor) -> int:
+        """torch Linear weight [out, in] and bias [out] -> a layer record; its index."""
+        w = weight.detach().cpu().float().numpy()
+        b = bias.detach().cpu().float().numpy()
+        outputs, inputs = w.shape
+        offset = self.add_block(w.T, _round_up(inputs, 4))
+        self.add_block(b[None])
+        padded = np.zeros((_round_up(inputs, TILE), _round_up(outputs, TILE)), np.float16)
+        padded[:inputs, :outputs] = w.T
+        offset_f16 = self.fp16_size
+        self.weights_f16.append(padded.reshape(-1))
+        self.fp16_size += padded.size
+        self.layers.append(
+            {"weights": offset, "weights_f16": offset_f16, "inputs": inputs, "outputs": outputs}
+        )
+        return len(self.layers) - 1
+
+
+def _mlp_layers(packed: _Packed, module: torch.nn.Module) -> tuple[int, int]:
+    """Pack every Linear of an Mlp; (first layer index, layer count)."""
+    linears = list(module.layers)
+    first = len(packed.layers)
+    for linear in linears:
+        packed.add_layer(linear.weight, linear.bias)
+    return first, len(linears)
+
+
+class NeuralTables:
+    """Device buffers of a list of neural materials; `bind()` is the `NeuralTables` value."""
+
+    def __init__(
+        self, device: RenderDevice, kernel: Kernel, materials: list[NeuralMaterial]
+    ) -> None:
+        packed = _Packed([], [], [])
+        level_rows: list[dict[str, int]] = []
+        latents: list[np.ndarray] = []
+        texel_count = 0
+        material_rows: list[dict[str, Any]] = []
+        for material in materials:
+            check_runtime_support(material.arch)
+            first_level = len(level_rows)
+            for level in material.levels:
+                h, w = int(level.shape[0]), int(level.shape[1])
+                level_rows.append({"offset": texel_count, "width": w, "height": h})
+                latents.append(pack_latents(level))
+                texel_count += h * w
+            frames = packed.add_block(material.brdf.frames.weight.detach().cpu().numpy())
+            decoder_first, decoder_count = _mlp_layers(packed, material.brdf.mlp)
+            sampler_first, sampler_count = _mlp_layers(packed, material.sampler.mlp)
+            material_rows.append(
+                {
+                    "level_begin": first_level,
+                    "level_count": len(material.levels),
+                    "frames": frames,
+                    "decoder_begin": decoder_first,
+                    "decoder_count": decoder_count,
+                    "sampler_begin": sampler_first,
+                    "sampler_count": sampler_count,
+                    "raw_limit": float(material.brdf.raw_limit),
+                    "lod_offset": 0.5 * math.log2(material.arch.width * material.arch.height),
+                }
+            )
+        self.buffers = {
+            "materials": device.upload(kernel.filled_records("NeuralMaterialData", material_rows)),
+            "levels": device.upload(kernel.filled_records("LatentLevel", level_rows)),
+            "latents": device.upload(
+                np.concatenate(latents) if latents else np.zeros((1, 4), np.uint32)
+            ),
+            "layers": device.upload(kernel.filled_records("MlpLayer", packed.layers)),
+            "weights": device.upload(
+                np.concatenate(packed.weights) if packed.weights else np.zeros((1, 4), np.float32)
+            ),
+        }
+        # The tensor-core path exists on CUDA only; other programs have no such field.
+        self.has_f16 = "weights_f16" in kernel.struct_fields("MlpNetwork")
+        if self.has_f16:
+            f16 = np.concatenate(packed.weights_f16) if packed.weights_f16 else np.zeros(2)
+            self.buffers["weights_f16"] = device.upload(f16.astype(np.float16))
+        self.count = len(materials)
+
+    def bind(self) -> dict[str, Any]:
+        b = self.buffers
+        net = {"layers": b["layers"], "weights": b["weights"]}
+        if self.has_f16:
+            net["weights_f16"] = b["weights_f16"]
+        return {
+            "materials": b["materials"],
+            "pyramid": {"levels": b["levels"], "latents": b["latents"]},
+            "net": net,
+        }
