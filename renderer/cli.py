@@ -16,11 +16,14 @@ from typing import Any
 
 from .device import DEVICE_CHOICES
 from .errors import NrenderError, NrenderWarning
+from .image_io import check_writable
+from .neural.architecture import MAX_LEVEL_TEXELS
 from .paths import default_scene_path
 from .scene.loader import MAX_PIXELS, MAX_RESOLUTION
 from .scene.types import MATERIAL_MODES
 from .version import __version__
 
+DEFAULT_COMPARE_SPP = 256
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
 
@@ -48,6 +51,15 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _power_of_two(text: str) -> int:
+    value = _positive(text)
+    if value & (value - 1) or value > MAX_LEVEL_TEXELS:
+        raise argparse.ArgumentTypeError(
+            f"expected a power of two in [1, {MAX_LEVEL_TEXELS}], got {value}"
+        )
     return value
 
 
@@ -110,6 +122,8 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .render import Renderer
 
     scene = _load(args)
+    for suffix in (".exr", ".png"):
+        check_writable(_output_stem(args.out).with_suffix(suffix))
     renderer = Renderer(scene, device=args.device)
     if not renderer.buffers.has_light:
         print(
@@ -167,13 +181,75 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_stem(out: str) -> Path:
+    """`--out x`, `--out x.png` and `--out x.exr` all name the outputs x.exr and x.png."""
+    stem = Path(out)
+    return stem.with_suffix("") if stem.suffix.lower() in (".exr", ".png", ".json", ".md") else stem
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .compare import compare_scene, comparison_scene, write_comparison
+
+    scene = comparison_scene(args.source or default_scene_path(), args.nmat)
+    if args.res:
+        scene.camera.resolution = args.res
+    stem = _output_stem(args.out or f"compare_{Path(args.source or 'default').stem}")
+    for suffix in (".png", ".json", ".md", ".reference.exr", ".neural.exr"):
+        check_writable(stem.with_name(stem.name + suffix))
+    stop = _StopRequest()
+    bars: dict[str, Any] = {}
+
+    def progress(mode: str, done: int, total: int) -> None:
+        if mode not in bars:
+            for bar in bars.values():
+                bar.close()
+            bars[mode] = tqdm(
+                total=total, unit="spp", desc=f"{mode:>9}", disable=args.quiet, file=sys.stderr
+            )
+        bars[mode].update(done - bars[mode].n)
+
+    try:
+        with stop:
+            result = compare_scene(
+                scene,
+                device=args.device,
+                spp=args.spp,
+                seed=args.seed,
+                progress=progress,
+                stop=lambda: stop.requested,
+            )
+    except NrenderError:
+        if stop.requested:
+            print("nrender: interrupted; nothing was written", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        raise
+    finally:
+        for bar in bars.values():
+            bar.close()
+    written = write_comparison(result, stem)
+    r = result.report
+    print(
+        f"{r['resolution'][0]}x{r['resolution'][1]} at {r['spp']} spp: mean FLIP "
+        f"{r['flip_mean']:.4f}, PSNR {r['psnr_db']:.2f} dB (tonemapped); reference "
+        f"{r['seconds']['reference']:.1f} s, neural {r['seconds']['neural']:.1f} s"
+    )
+    print("wrote " + ", ".join(str(p) for p in written))
+    return 0
+
+
 def _bake_preset(args: argparse.Namespace) -> Any:
     from dataclasses import replace
 
     from .neural import preset
 
     chosen = preset(args.preset)
-    return replace(chosen, decoder=args.decoder) if args.decoder else chosen
+    if args.decoder:
+        chosen = replace(chosen, decoder=args.decoder)
+    if args.max_resolution:
+        chosen = replace(chosen, max_resolution=args.max_resolution)
+    return chosen
 
 
 def _bake_one(args: argparse.Namespace, source: Path, output: Path, stop: _StopRequest) -> int:
@@ -306,7 +382,38 @@ def cmd_info(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bench_materials(args: argparse.Namespace) -> int:
+    from .bench_materials import markdown, run_material_benchmarks
+    from .paths import materials_dir
+
+    baked = Path(args.baked) if args.baked else materials_dir() / "baked"
+    if not baked.is_dir():
+        raise NrenderError(f"--baked: {baked} is not a folder of .nmat files")
+    out = _output_stem(args.out) if args.out else None
+    if out is not None:
+        for suffix in (".json", ".md"):
+            check_writable(out.with_name(out.name + suffix))
+    report = run_material_benchmarks(
+        device=args.device,
+        baked=baked,
+        resolution=args.res or (320, 180),
+        spp=args.spp,
+        queries=args.material_queries or 8192,
+    )
+    text = markdown(report)
+    print(text)
+    if out is not None:
+        from .image_io import atomic_path
+
+        for suffix, content in ((".json", json.dumps(report, indent=2) + "\n"), (".md", text)):
+            with atomic_path(out.with_name(out.name + suffix)) as tmp:
+                tmp.write_text(content)
+    return 0
+
+
 def cmd_bench(args: argparse.Namespace) -> int:
+    if args.scene == "materials":
+        return cmd_bench_materials(args)
     from .bench import run_benchmarks
 
     report = run_benchmarks(
@@ -315,7 +422,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         resolution=args.res or (128, 128),
         spp=args.spp,
         bvh_triangles=args.bvh_triangles,
-        material_queries=args.material_queries,
+        material_queries=1 << 16 if args.material_queries is None else args.material_queries,
     )
     text = json.dumps(report, indent=2)
     print(text)
@@ -375,6 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="BRDF decoder hidden layers (default: the preset's, 2x32)",
     )
     p.add_argument(
+        "--max-resolution",
+        type=_power_of_two,
+        metavar="N",
+        help="cap the finest latent level at NxN texels, a power of two (default: the "
+        "preset's: quick 512, default 2048)",
+    )
+    p.add_argument(
         "--device",
         choices=("auto", "cpu", "cuda"),
         default="auto",
@@ -398,15 +512,58 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bake)
 
+    p = sub.add_parser(
+        "compare",
+        help="render layered materials as reference and as their neural bakes; FLIP and PSNR",
+    )
+    p.add_argument(
+        "source",
+        nargs="?",
+        default=None,
+        help="a material file (compared on its preview sphere) or a scene whose layered "
+        "materials name bakes (default: the bundled scenes/default)",
+    )
+    p.add_argument(
+        "--nmat",
+        help="the bake of a material file (default: baked/<name>.nmat beside the material)",
+    )
+    p.add_argument(
+        "--spp",
+        type=_positive,
+        default=DEFAULT_COMPARE_SPP,
+        help=f"samples per pixel of both renders (default: {DEFAULT_COMPARE_SPP})",
+    )
+    p.add_argument("--res", type=_resolution, metavar="WxH", help="override the resolution")
+    p.add_argument("--seed", type=int, help="random seed (default: the scene's)")
+    p.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="auto = CUDA when present, else CPU (default: auto)",
+    )
+    p.add_argument(
+        "--out",
+        help="output stem: writes <out>.png (reference | neural | FLIP), .json, .md and the "
+        "two renders as .exr (default: compare_<name>)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_compare)
+
     p = sub.add_parser("info", help="scene statistics: triangles, BVH, lights, device")
     _add_scene_options(p)
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_info)
 
     p = sub.add_parser(
-        "bench", help="measure render throughput, BVH build time and material evaluation cost"
+        "bench",
+        help="measure render throughput, BVH build time and material evaluation cost; "
+        "`nrender bench materials` measures what neural shading saves",
     )
     _add_scene_options(p)
+    p.add_argument(
+        "--baked",
+        help="bench materials: folder of the library's bakes (default: materials/baked)",
+    )
     p.add_argument(
         "--spp", type=_positive, default=16, help="samples per pixel to time (default: 16)"
     )
@@ -419,10 +576,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--material-queries",
         type=int,
-        default=1 << 16,
-        help="queries per library material in the material benchmark; 0 skips it (default: 65536)",
+        help="queries per library material in the material benchmark; 0 skips it "
+        "(default: 65536; bench materials: 8192)",
     )
-    p.add_argument("--out", help="also write the JSON report here")
+    p.add_argument(
+        "--out",
+        help="also write the JSON report here (bench materials: <out>.json and <out>.md)",
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -182,6 +182,21 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+def check_writable(path: str | os.PathLike[str]) -> None:
+    """Raise ImageError now, before long work, if `path` could not be written later: its
+    folder cannot be made or written to, or it names a folder."""
+    path = Path(path)
+    if path.is_dir():
+        raise ImageError(f"{path}: is a folder, expected a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        probe = path.with_name(f".{path.name}.probe{os.getpid()}")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise ImageError(f"{path}: cannot write there ({exc.strerror or exc})") from None
+
+
 def write_exr(path: str | os.PathLike[str], layers: dict[str, np.ndarray]) -> None:
     """Write float32 layers: "RGB" [H, W, 3] becomes R, G, B, "albedo" [H, W, 3] becomes
     albedo.R/G/B, and a single channel [H, W] keeps its full name (e.g. "depth.Z")."""

@@ -23,6 +23,8 @@ DIRECTION_INPUTS = 12  # wi and wo in both frames
 SAMPLER_OUTPUTS = 9  # cosine tilt 2, GGX alpha 2, rho 1, mean slope 2, lobe logits 2
 DECODER_SIZES = {"2x16": (16, 16), "2x32": (32, 32), "3x64": (64, 64, 64)}
 MAX_LEVEL_TEXELS = 4096
+ENERGY_GRID = 16  # energy.py's albedo table: uv cells per side
+ENERGY_ANGLES = 8  # and bins of cos(theta_o), centred at (k + 0.5) / ENERGY_ANGLES
 
 
 @dataclass(frozen=True)

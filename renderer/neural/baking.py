@@ -44,6 +44,7 @@ from .directions import (
     uniform_hemisphere,
 )
 from .encoder import EncodedPyramid, Encoder
+from .energy import albedo_table, energy_summary
 from .metrics import log_l1
 from .nmat import NeuralMaterial
 from .parameters import material_hash, parameter_stack
@@ -289,6 +290,9 @@ class Bake:
             "losses": self.losses,
             "seconds": {k: round(v, 2) for k, v in self.seconds.items()},
             "metrics": metrics,
+            "energy": energy_summary(material.energy.numpy())
+            if material.energy is not None
+            else None,
             "lobes_png": {"path": report_paths(self.output)[1].name, **lobe_columns()},
         }
         return report, lobes
@@ -405,6 +409,9 @@ class Bake:
                 "losses": json.dumps(self.losses, sort_keys=True),
             },
         )
+        started = time.perf_counter()
+        material.energy = torch.from_numpy(albedo_table(material, p.energy_samples))
+        self.seconds["energy"] = time.perf_counter() - started
         report, lobes = self.report(material)
         files = write_report(self.output, report, lobes)
         material.metadata["report"] = json.dumps(report["metrics"], sort_keys=True)

@@ -7,6 +7,10 @@ A safetensors file (no pickle) holding
     brdf.raw_limit         fp32 []             output guard (decoder.py)
     brdf.mlp.layers.{i}.*  fp32                BRDF decoder
     sampler.mlp.layers.{i}.* fp32              learned sampler
+    energy.albedo          fp32 [16, 16, 8]    optional: directional albedo per uv cell and
+                                               view angle (energy.py), for the renderer's
+                                               energy normalisation; files without it get
+                                               it computed when loaded for rendering
 
 and header metadata (strings): format, format_version, nrender_version, architecture
 (JSON, see architecture.py), pyramid (JSON list of [h, w]), source (material path),
@@ -27,7 +31,7 @@ import torch
 from ..errors import NeuralMaterialError, NrenderError
 from ..image_io import atomic_path
 from ..version import __version__
-from .architecture import Architecture
+from .architecture import ENERGY_ANGLES, ENERGY_GRID, Architecture
 from .decoder import NeuralBrdf
 from .pyramid import LatentPyramid
 from .sampler import NeuralSampler
@@ -47,6 +51,8 @@ REQUIRED_METADATA = (
     "losses",
 )
 MAX_FILE_BYTES = 1 << 31
+ENERGY_TENSOR = "energy.albedo"
+ENERGY_SHAPE = (ENERGY_GRID, ENERGY_GRID, ENERGY_ANGLES)
 
 
 @dataclass
@@ -58,6 +64,7 @@ class NeuralMaterial:
     brdf: NeuralBrdf
     sampler: NeuralSampler
     metadata: dict[str, str] = field(default_factory=dict)
+    energy: torch.Tensor | None = None  # [G, G, A] albedo table (energy.py), if stored
     _pyramid: LatentPyramid | None = field(default=None, init=False, repr=False, compare=False)
 
     # --- evaluation (torch, for reports and tests) ----------------------------------
@@ -90,6 +97,8 @@ class NeuralMaterial:
         for prefix, module in (("brdf", self.brdf), ("sampler", self.sampler)):
             for name, value in module.state_dict().items():
                 out[f"{prefix}.{name}"] = value.detach().float().contiguous()
+        if self.energy is not None:
+            out[ENERGY_TENSOR] = self.energy.detach().float().contiguous()
         return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
@@ -172,6 +181,8 @@ def _load(path: Path) -> NeuralMaterial:
     if pyramid != arch.levels:
         raise fail(f"header pyramid {pyramid} does not match the architecture's {arch.levels}")
     expected = expected_shapes(arch)
+    if ENERGY_TENSOR in tensors:
+        expected[ENERGY_TENSOR] = (ENERGY_SHAPE, torch.float32)
     absent = sorted(set(expected) - set(tensors))
     extra = sorted(set(tensors) - set(expected))
     if absent:
@@ -193,7 +204,7 @@ def _load(path: Path) -> NeuralMaterial:
             {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
         )
     levels = [tensors[f"latents.{i}"] for i in range(len(arch.levels))]
-    return NeuralMaterial(arch, levels, brdf, sampler, meta)
+    return NeuralMaterial(arch, levels, brdf, sampler, meta, tensors.get(ENERGY_TENSOR))
 
 
 def read_header(path: str | os.PathLike[str]) -> dict[str, str] | None:

@@ -33,6 +33,7 @@ class BakePreset:
     checkpoint_every: int = 250
     heldout_queries: int = 1 << 16
     heldout_samples: int = 32
+    energy_samples: int = 256  # wi samples per entry of the energy table (energy.py)
     decoder: str = "2x32"
 
     def __post_init__(self) -> None:

@@ -20,7 +20,8 @@ import torch
 
 from ..device import Kernel, RenderDevice
 from ..errors import NeuralMaterialError
-from .architecture import SAMPLER_OUTPUTS, Architecture
+from .architecture import ENERGY_ANGLES, SAMPLER_OUTPUTS, Architecture
+from .energy import albedo_table, energy_scale
 from .nmat import NeuralMaterial
 
 RUNTIME_LATENT_CHANNELS = 8  # LATENT_CHANNELS of shaders/neural/pyramid.slang
@@ -45,6 +46,14 @@ def check_runtime_support(arch: Architecture) -> None:
                 f"its {name} has a layer {max(sizes)} wide; the renderer runs layers at most "
                 f"{RUNTIME_MAX_WIDTH} wide"
             )
+
+
+def material_energy(material: NeuralMaterial) -> np.ndarray:
+    """The material's albedo table (energy.py): stored by its bake, or computed now (and
+    kept on the material) for files baked without one."""
+    if material.energy is None:
+        material.energy = torch.from_numpy(albedo_table(material))
+    return material.energy.detach().cpu().numpy()
 
 
 def _round_up(n: int, multiple: int) -> int:
@@ -124,6 +133,8 @@ class NeuralTables:
                 latents.append(pack_latents(level))
                 texel_count += h * w
             frames = packed.add_block(material.brdf.frames.weight.detach().cpu().numpy())
+            scale = energy_scale(material_energy(material))
+            energy = packed.add_block(scale.reshape(-1, ENERGY_ANGLES))
             decoder_first, decoder_count = _mlp_layers(packed, material.brdf.mlp)
             sampler_first, sampler_count = _mlp_layers(packed, material.sampler.mlp)
             material_rows.append(
@@ -137,6 +148,8 @@ class NeuralTables:
                     "sampler_count": sampler_count,
                     "raw_limit": float(material.brdf.raw_limit),
                     "lod_offset": 0.5 * math.log2(material.arch.width * material.arch.height),
+                    "energy": energy,
+                    "energy_grid": scale.shape[0],
                 }
             )
         self.buffers = {

@@ -1,7 +1,7 @@
 """The pieces of the Slang neural-material runtime, one batch at a time: what the parity
 tests hold against the torch modules that trained them (shaders/neural/neural_query.slang).
 
-    q = RuntimeQueries(NeuralMaterial.load("leather.nmat"), device="cpu")
+    q = RuntimeQueries([NeuralMaterial.load("leather.nmat")], device="cpu")
     latent = q.lookup(uv, level, u_level)          # [N, 8]
     f_lane, f_full, f_coop = q.decode(latent, wi, wo)  # [N, 3] each
 
@@ -32,14 +32,25 @@ def _rows(values: np.ndarray | None, count: int) -> np.ndarray:
 
 
 class RuntimeQueries:
-    """One neural material on a device, queried piece by piece."""
+    """Neural materials on a device (packed into one table, as a scene's are), queried
+    piece by piece; `material` picks one by its index in the list."""
 
-    def __init__(self, material: NeuralMaterial, device: RenderDevice | str = "auto") -> None:
-        self.material = material
+    def __init__(
+        self,
+        materials: NeuralMaterial | list[NeuralMaterial],
+        device: RenderDevice | str = "auto",
+        material: int = 0,
+    ) -> None:
+        self.materials = materials if isinstance(materials, list) else [materials]
         self.device = open_device(device) if isinstance(device, str) else device
         self.kernel = self.device.kernel(*KERNEL)
-        self.tables = NeuralTables(self.device, self.kernel, [material])
-        arch = material.arch
+        self.tables = NeuralTables(self.device, self.kernel, self.materials)
+        self.select(material)
+
+    def select(self, material: int) -> None:
+        """Query the `material`-th material from now on."""
+        self.index = material
+        arch = self.materials[material].arch
         self.lod_offset = 0.5 * math.log2(arch.width * arch.height)
 
     def _run(self, mode: int, inputs: list[np.ndarray | None], count: int) -> list[np.ndarray]:
@@ -59,7 +70,7 @@ class RuntimeQueries:
             g_out1=outs[1],
             g_out2=outs[2],
             count=count,
-            material=0,
+            material=self.index,
             mode=mode,
         )
         return [self.device.download(b, np.float32, (count, 4)) for b in outs]

@@ -28,6 +28,8 @@ KERNEL = ("integrators/path_tracer.slang", "render_pass")
 # Pixel samples per dispatch: passes short enough for a live progress bar and Ctrl-C.
 _SAMPLES_PER_PASS = {"cpu": 1 << 16, "cuda": 1 << 23, "vulkan": 1 << 23}
 _MAX_SPP_PER_PASS = 64
+INVALID_INDEX = 0xFFFFFFFF
+NEURAL_MLP_CHOICES = ("auto", "per-lane")
 
 
 def _float3(v: Any) -> spy.float3:
@@ -38,7 +40,7 @@ def _float3(v: Any) -> spy.float3:
 class RenderJob:
     """One progressive render: call `step()` until `done`, then `result()` (any time)."""
 
-    def __init__(self, renderer: Renderer, settings: Integrator) -> None:
+    def __init__(self, renderer: Renderer, settings: Integrator, trace_depths: int = 0) -> None:
         self.renderer = renderer
         self.settings = settings
         camera = renderer.scene.camera
@@ -46,6 +48,8 @@ class RenderJob:
         pixels = self.width * self.height
         device = renderer.device
         self.accumulators = [device.zeros(pixels, 16) for _ in range(4)]
+        self.trace_depths = trace_depths
+        self.trace = device.upload(np.full(max(pixels * trace_depths, 1), INVALID_INDEX, np.uint32))
         per_pass = _SAMPLES_PER_PASS.get(device.kind, 1 << 16) // max(pixels, 1)
         self.spp_per_pass = int(np.clip(per_pass, 1, _MAX_SPP_PER_PASS))
         self.spp_done = 0
@@ -84,6 +88,7 @@ class RenderJob:
             g_radiance_sq=radiance_sq,
             g_albedo=albedo,
             g_normal_depth=normal_depth,
+            g_trace=self.trace,
             params={
                 "camera": self.camera,
                 "pixel_spread": self.pixel_spread,
@@ -93,6 +98,7 @@ class RenderJob:
                 "max_depth": s.max_depth,
                 "rr_depth": s.rr_depth,
                 "strategy": STRATEGIES.index(s.strategy),
+                "trace_depths": self.trace_depths,
             },
         )
         # GPU dispatches are asynchronous: wait, so timings and progress are real.
@@ -100,6 +106,12 @@ class RenderJob:
         self.spp_done += count
         self.seconds += time.perf_counter() - start
         return count
+
+    def shading_trace(self) -> np.ndarray:
+        """[H, W, trace_depths] uint32: the material each pixel's first sample shaded at each
+        depth (bit 31: neural), INVALID_INDEX where its path had ended (see path_tracer.slang)."""
+        shape = (self.height, self.width, self.trace_depths)
+        return RenderDevice.download(self.trace, np.uint32, shape)
 
     def result(self) -> RenderResult:
         """Mean and variance of the samples so far (zeros before the first pass)."""
@@ -135,10 +147,17 @@ class RenderJob:
 class Renderer:
     """Path tracer for one scene on one device ("auto", "cpu", "cuda", "vulkan")."""
 
-    def __init__(self, scene: Scene, device: str | RenderDevice = "auto") -> None:
+    def __init__(
+        self, scene: Scene, device: str | RenderDevice = "auto", *, neural_mlp: str = "auto"
+    ) -> None:
+        """`neural_mlp`: "auto" lets coherent CUDA warps evaluate neural materials on
+        tensor cores; "per-lane" keeps every lane on the portable path (for comparisons)."""
+        if neural_mlp not in NEURAL_MLP_CHOICES:
+            raise ValueError(f"neural_mlp must be one of {NEURAL_MLP_CHOICES}, got {neural_mlp!r}")
         self.device = open_device(device) if isinstance(device, str) else device
         self.scene = scene
-        self.kernel = self.device.kernel(*KERNEL)
+        defines = {"NRENDER_NEURAL_PER_LANE_ONLY": "1"} if neural_mlp == "per-lane" else None
+        self.kernel = self.device.kernel(*KERNEL, defines)
         self.buffers = SceneBuffers(self.device, self.kernel, scene)
 
     def reload(self) -> None:
@@ -153,10 +172,12 @@ class Renderer:
         max_depth: int | None = None,
         strategy: str | None = None,
         materials: str | None = None,
+        trace_depths: int = 0,
     ) -> RenderJob:
         """A progressive render with the scene's integrator settings, some overridden.
         `materials`: "reference" renders layered materials as their graphs, "neural" as
-        their bakes (materials with only one of the two always use it)."""
+        their bakes (materials with only one of the two always use it). `trace_depths` > 0
+        records what each pixel's first sample shaded (RenderJob.shading_trace)."""
         settings = self.scene.integrator
         overrides = {
             k: v
@@ -178,7 +199,7 @@ class Renderer:
             raise ValueError(
                 f"materials must be one of {MATERIAL_MODES}, got {settings.materials!r}"
             )
-        return RenderJob(self, settings)
+        return RenderJob(self, settings, trace_depths)
 
     def render(
         self,
