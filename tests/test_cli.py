@@ -154,3 +154,50 @@ def test_render_material_preview_and_broken_material(tmp_path: Path) -> None:
     proc = nrender("render", "bad.json", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and "bad.json" in proc.stderr and "albedo" in proc.stderr
+
+
+def test_render_materials_switch(tmp_path: Path) -> None:
+    # The default scene's left sphere is layered brass with a bake: --materials neural
+    # must change the image there and only where materials have bakes.
+    common = ("render", "--res", "32x18", "--spp", "2", "--quiet")
+    nrender(*common, "--out", "ref", cwd=tmp_path)
+    nrender(*common, "--materials", "neural", "--out", "neu", cwd=tmp_path)
+    ref, neu = read_image(tmp_path / "ref.exr"), read_image(tmp_path / "neu.exr")
+    assert np.isfinite(neu).all() and not np.array_equal(ref, neu)
+    bad = nrender(*common, "--materials", "fast", "--out", "x", cwd=tmp_path, check=False)
+    assert bad.returncode == 2 and "--materials" in bad.stderr
+
+
+def test_unwritable_output_fails_before_rendering(tmp_path: Path) -> None:
+    (tmp_path / "taken").write_text("a file, not a folder")
+    proc = nrender(
+        "render", "--res", "16x16", "--spp", "1", "--out", "taken/img", cwd=tmp_path, check=False
+    )
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1 and "taken" in proc.stderr
+
+
+def test_bench_materials_smoke(tmp_path: Path) -> None:
+    # Every part of the benchmark runs and reports (numbers are not asserted).
+    proc = nrender(
+        "bench",
+        "materials",
+        "--device",
+        "cpu",
+        "--res",
+        "16x16",
+        "--spp",
+        "1",
+        "--material-queries",
+        "64",
+        "--out",
+        "bench",
+        cwd=tmp_path,
+    )
+    import json
+
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["shading"]["materials"]["brass_verdigris"]["neural_us"] > 0
+    assert set(report["scalability"]["ms_per_spp"]) == {"1", "4", "16"}
+    assert report["coherence"]["per_depth"][0]["neural_events"] > 0
+    assert "Neural vs layered" in (tmp_path / "bench.md").read_text() and "speedup" in proc.stdout

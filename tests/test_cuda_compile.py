@@ -18,7 +18,11 @@ KERNELS = [
     ("integrators/path_tracer.slang", "render_pass"),
     ("materials/material_query.slang", "material_query"),
     ("scene/trace_rays.slang", "trace_rays"),
+    ("neural/neural_query.slang", "neural_query"),
 ]
+# Kernels that evaluate neural decoders: their PTX must hold tensor-core matrix products
+# (the coherent-warp path of shaders/neural/coop_mlp.slang), so that path cannot rot.
+TENSOR_CORE_KERNELS = {"render_pass", "material_query", "neural_query"}
 
 
 def _slangc() -> Path:
@@ -31,6 +35,23 @@ def _slangc() -> Path:
 
 @pytest.mark.parametrize("module, entry", KERNELS, ids=[k[1] for k in KERNELS])
 def test_kernel_compiles_to_ptx(tmp_path: Path, module: str, entry: str) -> None:
+    ptx = _compile_to_ptx(tmp_path, module, entry).read_text()
+    assert ".entry" in ptx
+    if entry in TENSOR_CORE_KERNELS:
+        # mma.sync.aligned.m16n8k16 with fp16 inputs and fp32 accumulation
+        assert "mma.sync" in ptx and ".f32.f16.f16.f32" in ptx, f"{entry}: no tensor-core mma"
+
+
+def test_per_lane_only_build_has_no_tensor_core_path(tmp_path: Path) -> None:
+    # NRENDER_NEURAL_PER_LANE_ONLY (Renderer(neural_mlp="per-lane")) must remove the path,
+    # or the per-lane/tensor-core comparison of `nrender bench materials` measures nothing.
+    ptx = _compile_to_ptx(
+        tmp_path, "neural/neural_query.slang", "neural_query", ["-DNRENDER_NEURAL_PER_LANE_ONLY=1"]
+    ).read_text()
+    assert "mma.sync" not in ptx
+
+
+def _compile_to_ptx(tmp_path: Path, module: str, entry: str, defines: list[str] = ()) -> Path:
     slangc = _slangc()
     nvcc = shutil.which("nvcc") or next(
         (p for p in ("/usr/local/cuda/bin/nvcc",) if os.path.exists(p)), None
@@ -52,6 +73,7 @@ def test_kernel_compiles_to_ptx(tmp_path: Path, module: str, entry: str) -> None
             "-stage",
             "compute",
             "-DNRENDER_DEVICE_CUDA=1",
+            *defines,
             "-o",
             str(cu),
         ],
@@ -80,4 +102,4 @@ def test_kernel_compiles_to_ptx(tmp_path: Path, module: str, entry: str) -> None
         timeout=600,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    assert ".entry" in ptx.read_text()
+    return ptx

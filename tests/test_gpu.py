@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from conftest import assert_mean_close, furnace_sphere_scene
 from test_bvh import random_rays, random_soup
 from test_integrator import lit_stage
@@ -93,3 +94,67 @@ def test_bake_on_cuda_torch_matches_cpu(tmp_path, cpu, gpu) -> None:
     b = on_gpu.report["metrics"]["heldout"]
     assert abs(a["psnr_db"] - b["psnr_db"]) < 1.5, (a, b)
     assert abs(a["log_l1"] - b["log_l1"]) < 0.25 * a["log_l1"] + 1e-3, (a, b)
+
+
+def _fp16_mlp(mlp, x: torch.Tensor) -> torch.Tensor:
+    """The tensor-core path's arithmetic, simulated: inputs, weights and hidden activations
+    rounded to fp16, products and sums in fp32, fp32 biases."""
+    a = x.half().float()
+    layers = list(mlp.layers)
+    for i, layer in enumerate(layers):
+        a = a @ layer.weight.half().float().t() + layer.bias
+        if i + 1 < len(layers):
+            a = torch.relu(a).half().float()
+    return a
+
+
+# fp16 bound of the tensor-core decoder against fp32, |log f_tc - log f_fp32|: measured with
+# _fp16_mlp on the library's quick bakes (50k uniform queries each), median 0.1-0.3% and
+# 99.9th percentile 0.9-1.9%.
+FP16_MEDIAN, FP16_P999 = 0.005, 0.02
+
+
+def test_tensor_core_decoder_within_the_fp16_bound(gpu) -> None:
+    """The tensor-core decoder (CUDA, coherent warps) on a trained bake: equal to the
+    simulated fp16 arithmetic up to summation order (catches a wrong tile layout, stride
+    or bias), and within the stated fp16 bound of the fp32 per-lane decoder."""
+    from neural_fixtures import SHIPPED_BAKE
+
+    from renderer.neural import NeuralMaterial
+    from renderer.neural.directions import uniform_hemisphere
+    from renderer.neural.runtime_queries import RuntimeQueries
+
+    if gpu.kind != "cuda":
+        pytest.skip("the tensor-core path is CUDA only")
+    material = NeuralMaterial.load(SHIPPED_BAKE)
+    q = RuntimeQueries([material], gpu)
+    n = 32 * 512
+    g = torch.Generator().manual_seed(0)
+    uv = torch.rand(n, 2, generator=g)
+    wi = uniform_hemisphere(torch.rand(n, 2, generator=g))
+    wo = uniform_hemisphere(torch.rand(n, 2, generator=g))
+    latent = material.pyramid()(uv, torch.zeros(n, dtype=torch.long))
+    per_lane, _, tensor_core = q.decode(latent.detach().numpy(), wi.numpy(), wo.numpy())
+    x = torch.cat([material.brdf.frames(latent, wi, wo), latent], -1)
+    with torch.no_grad():
+        simulated = torch.clamp(_fp16_mlp(material.brdf.mlp, x), max=material.brdf.raw_limit)
+    raw_tc = np.log(tensor_core) + 3.0
+    assert np.abs(raw_tc - simulated.numpy()).max() <= 2e-3
+    error = np.abs(np.log(tensor_core) - np.log(per_lane)).max(1)
+    assert np.median(error) <= FP16_MEDIAN and np.percentile(error, 99.9) <= FP16_P999
+
+
+def test_coherent_and_divergent_dispatch_give_the_same_image(gpu) -> None:
+    """The default scene with neural materials, tensor-core path on and off: the images
+    agree within their noise (they differ by fp16 rounding, which may redirect a path)."""
+    from renderer.paths import default_scene_path
+
+    if gpu.kind != "cuda":
+        pytest.skip("the tensor-core path is CUDA only")
+    scene = load_scene(default_scene_path())
+    scene.camera.resolution = (160, 90)
+    coherent = Renderer(scene, gpu).render(spp=64, materials="neural")
+    divergent = Renderer(scene, gpu, neural_mlp="per-lane").render(spp=64, materials="neural")
+    assert_mean_close(
+        coherent.radiance - divergent.radiance, coherent.variance + divergent.variance, 0.0
+    )
