@@ -1,6 +1,7 @@
-"""The CUDA path, checked on machines without a GPU: the kernels go through a standalone
-slangc (from the slangtorch wheel) to CUDA C++ and through nvcc to PTX for sm_90, so a
-shader change that only breaks the CUDA target fails here, not on a GPU machine later.
+"""The GPU targets, checked on machines without a GPU: the kernels go through a standalone
+slangc (from the slangtorch wheel) to CUDA C++ and through nvcc to PTX for sm_90, and to
+SPIR-V for Vulkan, so a shader change that only breaks a GPU target fails here, not on a
+GPU machine later.
 
 Skipped when slangtorch's slangc or nvcc is not installed."""
 
@@ -49,6 +50,38 @@ def test_per_lane_only_build_has_no_tensor_core_path(tmp_path: Path) -> None:
         tmp_path, "neural/neural_query.slang", "neural_query", ["-DNRENDER_NEURAL_PER_LANE_ONLY=1"]
     ).read_text()
     assert "mma.sync" not in ptx
+
+
+@pytest.mark.parametrize("module, entry", KERNELS, ids=[k[1] for k in KERNELS])
+def test_kernel_compiles_to_spirv(tmp_path: Path, module: str, entry: str) -> None:
+    # The Vulkan target, likewise (Slang's own SPIR-V emitter; the wheel has no glslang).
+    slangc = _slangc()
+    spv = tmp_path / f"{entry}.spv"
+    proc = subprocess.run(
+        [
+            str(slangc),
+            str(REPO / "shaders" / module),
+            "-I",
+            str(REPO / "shaders"),
+            "-target",
+            "spirv",
+            "-emit-spirv-directly",
+            "-O0",
+            "-entry",
+            entry,
+            "-stage",
+            "compute",
+            "-DNRENDER_DEVICE_VULKAN=1",
+            "-o",
+            str(spv),
+        ],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, LD_LIBRARY_PATH=str(slangc.parent)),
+        timeout=300,
+    )
+    assert proc.returncode == 0 and spv.is_file(), proc.stderr[-4000:]
+    assert spv.read_bytes()[:4] == b"\x03\x02\x23\x07"  # the SPIR-V magic number
 
 
 def _compile_to_ptx(tmp_path: Path, module: str, entry: str, defines: list[str] = ()) -> Path:

@@ -14,7 +14,7 @@ import pytest
 import torch
 from conftest import REPO, assert_mean_close
 from neural_fixtures import SHIPPED_BAKE, SHIPPED_SOURCE, random_material, write_random_nmat
-from safetensors.torch import load_file, save_file
+from test_bake import _rewrite
 
 from renderer import Renderer, load_scene
 from renderer.cli import main
@@ -113,17 +113,6 @@ def test_stale_bake_warns_naming_both_files(tmp_path: Path) -> None:
 # --- broken .nmat files -----------------------------------------------------------------
 
 
-def _edit(src: Path, dst: Path, edit) -> Path:
-    from safetensors import safe_open
-
-    with safe_open(str(src), framework="pt") as f:
-        meta = dict(f.metadata())
-    tensors = load_file(str(src))
-    edit(tensors, meta)
-    save_file(tensors, str(dst), metadata=meta)
-    return dst
-
-
 def _nan(tensors: dict, meta: dict) -> None:
     tensors["brdf.mlp.layers.0.weight"][0, 0] = float("nan")
 
@@ -171,7 +160,7 @@ def test_broken_bake_is_one_line_naming_scene_key_and_file(
     if edit == "truncate":
         bad.write_bytes(source.read_bytes()[: len(source.read_bytes()) // 2])
     elif edit is not None:
-        _edit(source, bad, edit)
+        _rewrite(source, bad, edit)
     scene_path = tmp_path / "scene.json"
     scene_path.write_text(json.dumps(_sphere_scene({"type": "neural", "path": "bad.nmat"})))
     with pytest.raises(SceneError) as info:
