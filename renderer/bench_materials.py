@@ -8,9 +8,10 @@
 - scalability: a 4x4 grid of spheres with 1, 4 and 16 distinct neural materials (separate
   copies of the available bakes: each its own latent pyramid and weights on the device);
 - warp coherence: for each path depth, the share of neural shading events whose 32-lane
-  warp (8x4 pixels of an 8x8 thread group) shades one neural material with every lane -
-  the condition for the tensor-core path - measured from the first sample of every pixel,
-  and the share a renderer sorting shading events by material could reach;
+  warp shades one neural material with every lane - the condition for the tensor-core
+  path - one sample per pixel: for the megakernel (a warp is 8x4 pixels of an 8x8 thread
+  group; from the shading trace) and for the wavefront schedule (a warp is 32
+  consecutive paths of the material-sorted order);
 - on CUDA, the same frame with the per-lane and the tensor-core decoder.
 
 Numbers are reported, never asserted.
@@ -189,7 +190,32 @@ def warp_coherence(trace: np.ndarray) -> list[dict[str, Any]]:
     return out
 
 
+def sorted_coherence(sorted_keys: list[np.ndarray], neural: np.ndarray) -> list[dict[str, Any]]:
+    """The wavefront's warps, per bounce: 32 consecutive entries of the material-sorted
+    shading order (`WavefrontJob.sorted_keys` of one pass); `neural` [materials] says which
+    materials render neural."""
+    out = []
+    for depth, keys in enumerate(sorted_keys):
+        is_neural = neural[keys]
+        events = int(is_neural.sum())
+        if events == 0:
+            out.append({"depth": depth, "neural_events": 0})
+            continue
+        whole = len(keys) // WARP * WARP
+        warps = keys[:whole].reshape(-1, WARP)
+        coherent = (warps == warps[:, :1]).all(axis=1) & neural[warps[:, 0]]
+        out.append(
+            {
+                "depth": depth,
+                "neural_events": events,
+                "coherent_share": round(float(coherent.sum() * WARP / events), 4),
+            }
+        )
+    return out
+
+
 def coherence(scene_path: Path, device: str, resolution: tuple[int, int]) -> dict[str, Any]:
+    """Warp coherence of neural shading with each schedule, one sample per pixel."""
     scene = load_scene(scene_path)
     scene.camera.resolution = resolution
     renderer = Renderer(scene, device)
@@ -197,7 +223,15 @@ def coherence(scene_path: Path, device: str, resolution: tuple[int, int]) -> dic
     job = renderer.start(spp=1, materials="neural", trace_depths=depths)
     while not job.done:
         job.step()
-    return {"resolution": list(resolution), "per_depth": warp_coherence(job.shading_trace())}
+    wave = renderer.start(spp=1, materials="neural", schedule="wavefront")
+    while not wave.done:
+        wave.step()
+    neural = renderer.buffers.material_tables.renders_neural(True)
+    return {
+        "resolution": list(resolution),
+        "per_depth": warp_coherence(job.shading_trace()),
+        "wavefront_per_depth": sorted_coherence(wave.sorted_keys[0], neural),
+    }
 
 
 def tensor_core_frames(scene_path: Path, device: str, resolution: tuple[int, int]) -> dict:
@@ -281,14 +315,17 @@ def markdown(report: dict[str, Any]) -> str:
         ]
     lines += [
         "",
-        "| depth | neural events | in coherent warps | if sorted by material |",
+        "Neural shading events in coherent warps (32 lanes, one neural material):",
+        "",
+        "| depth | neural events | megakernel | wavefront (sorted by material) |",
         "| --- | --- | --- | --- |",
     ]
-    for row in report["coherence"]["per_depth"]:
+    coh = report["coherence"]
+    for row, wave in zip(coh["per_depth"], coh["wavefront_per_depth"], strict=False):
         if row["neural_events"]:
             lines.append(
                 f"| {row['depth']} | {row['neural_events']} | {100 * row['coherent_share']:.1f}% "
-                f"| {100 * row['sorted_share']:.1f}% |"
+                f"| {100 * wave.get('coherent_share', 0.0):.1f}% |"
             )
     if "tensor_core" in report:
         t = report["tensor_core"]["ms_per_frame_1spp"]

@@ -20,7 +20,7 @@ from .image_io import check_writable
 from .neural.architecture import MAX_LEVEL_TEXELS
 from .paths import default_scene_path
 from .scene.loader import MAX_PIXELS, MAX_RESOLUTION
-from .scene.types import MATERIAL_MODES
+from .scene.types import MATERIAL_MODES, SCHEDULES
 from .version import __version__
 
 DEFAULT_COMPARE_SPP = 256
@@ -137,6 +137,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         max_depth=args.max_depth,
         strategy=args.strategy,
         materials=args.materials,
+        schedule=args.schedule,
     )
     w, h = job.width, job.height
     stop = _StopRequest()
@@ -371,6 +372,9 @@ def cmd_info(args: argparse.Namespace) -> int:
             "environment_sampling_probability": round(stats.environment_probability, 4),
         },
         "materials": len(scene.materials),
+        "neural_bakes": {
+            name: m.neural_path for name, m in scene.materials.items() if m.neural is not None
+        },
     }
     if args.json:
         print(json.dumps(info, indent=2))
@@ -447,6 +451,14 @@ def build_parser() -> argparse.ArgumentParser:
         choices=MATERIAL_MODES,
         help="reference: layered materials as their graphs; neural: as their bakes "
         "(default: the scene's, reference)",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=SCHEDULES,
+        default="megakernel",
+        help="megakernel: a thread follows a path to its end; wavefront: all paths advance "
+        "a bounce at a time, shaded sorted by material (coherent GPU warps); same image "
+        "(default: megakernel)",
     )
     p.add_argument(
         "--out",

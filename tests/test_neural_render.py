@@ -365,3 +365,46 @@ def test_cli_compare_without_a_bake_is_a_clear_error(tmp_path: Path, capsys) -> 
     assert main(["compare", str(material), "--device", "cpu", "--quiet"]) == 2
     err = capsys.readouterr().err
     assert "no bake at" in err and "nrender bake" in err
+
+
+# --- the wavefront schedule ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("materials", ["reference", "neural"])
+def test_wavefront_equals_the_megakernel(cpu, materials: str) -> None:
+    # Same paths, same random numbers, shaded in another order: the images must be equal
+    # bit for bit, AOVs included, over several passes (catches a path state that loses a
+    # field between bounces, a sample index off by one, or sums taken in another order).
+    scene = load_scene(REPO / "scenes" / "default")
+    scene.camera.resolution = (24, 14)
+    r = Renderer(scene, cpu)
+    mega = r.render(spp=5, materials=materials)
+    job = r.start(spp=5, materials=materials, schedule="wavefront")
+    job.spp_per_pass = 2  # three passes
+    while not job.done:
+        job.step()
+    wave = job.result()
+    for name in ("radiance", "variance", "albedo", "normal", "depth"):
+        np.testing.assert_array_equal(getattr(wave, name), getattr(mega, name), err_msg=name)
+    assert len(job.sorted_keys) == 3
+    for keys in job.sorted_keys[0]:
+        assert np.all(np.diff(keys.astype(np.int64)) >= 0)  # shaded in material order
+
+
+def test_warp_coherence_counts() -> None:
+    from renderer.bench_materials import INVALID_INDEX, NEURAL_BIT, sorted_coherence, warp_coherence
+
+    # megakernel warps are rows 0-3 and 4-7 of 8x8 pixel groups
+    trace = np.full((8, 16, 2), INVALID_INDEX, np.uint32)
+    trace[:4, :8, 0] = NEURAL_BIT | 3  # one whole warp on material 3
+    trace[4:, :8, 0] = NEURAL_BIT | 3
+    trace[7, 7, 0] = NEURAL_BIT | 4  # ... and one lane of the other warp elsewhere
+    trace[:, 8:, 0] = 2  # layered: not counted
+    trace[:4, 8:, 1] = NEURAL_BIT | 3  # a whole warp at depth 1
+    rows = warp_coherence(trace)
+    assert rows[0]["neural_events"] == 64 and rows[0]["coherent_share"] == 0.5
+    assert rows[1]["neural_events"] == 32 and rows[1]["coherent_share"] == 1.0
+    neural = np.array([False, False, True, False])
+    keys = [np.array([2] * 40 + [3] * 30, np.uint32)]  # warp 0 all 2, warp 1 mixed; 3 is layered
+    rows = sorted_coherence(keys, neural)
+    assert rows[0]["neural_events"] == 40 and rows[0]["coherent_share"] == 0.8

@@ -180,6 +180,8 @@ class MaterialTables:
         textures, texels = builder.texture_records()
         self.lobe_slots = builder.lobe_slots
         self.neural = NeuralTables(device, kernel, neural)
+        self.has_bake = np.array([row["neural"] != INVALID_INDEX for row in material_rows])
+        self.has_graph = np.array([row["root"] != INVALID_INDEX for row in material_rows])
         self.buffers = {
             "materials": device.upload(records),
             "nodes": device.upload(nodes),
@@ -189,6 +191,11 @@ class MaterialTables:
             "textures": device.upload(textures),
             "texels": device.upload(texels),
         }
+
+    def renders_neural(self, prefer_neural: bool) -> np.ndarray:
+        """[materials] bool: which materials a render shades as neural materials (as
+        eval_material in shaders/materials/material.slang decides)."""
+        return self.has_bake & (prefer_neural | ~self.has_graph)
 
     def bind(
         self,

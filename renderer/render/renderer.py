@@ -20,11 +20,13 @@ import numpy as np
 import slangpy as spy
 
 from ..device import RenderDevice, open_device
-from ..scene.types import MATERIAL_MODES, STRATEGIES, Integrator, Scene
+from ..scene.types import MATERIAL_MODES, SCHEDULES, STRATEGIES, Integrator, Scene
 from .film import RenderResult
 from .scene_buffers import SceneBuffers
 
 KERNEL = ("integrators/path_tracer.slang", "render_pass")
+WAVEFRONT_MODULE = "integrators/wavefront.slang"
+_MAX_WAVE_PATHS = 1 << 20
 # Pixel samples per dispatch: passes short enough for a live progress bar and Ctrl-C.
 _SAMPLES_PER_PASS = {"cpu": 1 << 16, "cuda": 1 << 23, "vulkan": 1 << 23}
 _MAX_SPP_PER_PASS = 64
@@ -77,13 +79,23 @@ class RenderJob:
         if count <= 0:
             return 0
         start = time.perf_counter()
+        self._pass(count)
+        # GPU dispatches are asynchronous: wait, so timings and progress are real.
+        self.renderer.device.device.wait_for_idle()
+        self.spp_done += count
+        self.seconds += time.perf_counter() - start
+        return count
+
+    def scene_value(self) -> dict[str, Any]:
         s = self.settings
+        return self.renderer.buffers.bind(s.layered_walks, s.layered_depth, s.materials == "neural")
+
+    def _pass(self, count: int) -> None:
+        """Add samples [spp_done, spp_done + count) of every pixel to the sums."""
         radiance, radiance_sq, albedo, normal_depth = self.accumulators
         self.renderer.kernel.dispatch(
             (self.width, self.height, 1),
-            g_scene=self.renderer.buffers.bind(
-                s.layered_walks, s.layered_depth, s.materials == "neural"
-            ),
+            g_scene=self.scene_value(),
             g_radiance=radiance,
             g_radiance_sq=radiance_sq,
             g_albedo=albedo,
@@ -94,18 +106,20 @@ class RenderJob:
                 "pixel_spread": self.pixel_spread,
                 "sample_begin": self.spp_done,
                 "sample_count": count,
-                "seed": s.seed,
-                "max_depth": s.max_depth,
-                "rr_depth": s.rr_depth,
-                "strategy": STRATEGIES.index(s.strategy),
-                "trace_depths": self.trace_depths,
+                "seed": self.settings.seed,
+                "settings": self.path_settings(),
             },
         )
-        # GPU dispatches are asynchronous: wait, so timings and progress are real.
-        self.renderer.device.device.wait_for_idle()
-        self.spp_done += count
-        self.seconds += time.perf_counter() - start
-        return count
+
+    def path_settings(self) -> dict[str, int]:
+        """The `PathSettings` value (integrators/path.slang)."""
+        s = self.settings
+        return {
+            "max_depth": s.max_depth,
+            "rr_depth": s.rr_depth,
+            "strategy": STRATEGIES.index(s.strategy),
+            "trace_depths": self.trace_depths,
+        }
 
     def shading_trace(self) -> np.ndarray:
         """[H, W, trace_depths] uint32: the material each pixel's first sample shaded at each
@@ -144,6 +158,85 @@ class RenderJob:
         )
 
 
+class WavefrontJob(RenderJob):
+    """The same render as RenderJob, scheduled as a wavefront (integrators/wavefront.slang):
+    all paths of a pass advance one bounce per dispatch, and the host sorts the paths that
+    hit something by material before they are shaded, so that a GPU warp shades one
+    material (the tensor-core path of neural materials needs that). Bit-identical to the
+    megakernel; on the CPU device it only adds the sorting and the path state traffic.
+    `sorted_keys` keeps, per pass and bounce, the materials in the order they were shaded
+    (for the coherence benchmark)."""
+
+    def __init__(self, renderer: Renderer, settings: Integrator, trace_depths: int = 0) -> None:
+        super().__init__(renderer, settings, trace_depths)
+        device = renderer.device
+        self.kernels = {
+            name: device.kernel(WAVEFRONT_MODULE, name, renderer.defines)
+            for name in ("wave_start", "wave_intersect", "wave_shade", "wave_finish")
+        }
+        pixels = self.width * self.height
+        # the path state of a pass lives on the device: bound it (~200 bytes a path)
+        per_pass = max(_MAX_WAVE_PATHS, pixels) // pixels
+        self.spp_per_pass = int(np.clip(per_pass, 1, min(self.spp_per_pass, _MAX_SPP_PER_PASS)))
+        capacity = pixels * self.spp_per_pass
+        start = self.kernels["wave_start"]
+        self.paths = device.zeros(capacity, start.dtype("PathState").itemsize)
+        self.hits = device.zeros(capacity, start.dtype("Hit").itemsize)
+        self.keys = device.zeros(capacity, 4)
+        self.sorted_keys: list[list[np.ndarray]] = []
+
+    def _dispatch(self, name: str, threads: int, **params: Any) -> None:
+        kernel = self.kernels[name]
+        known = kernel.global_names | kernel.uniform_names
+        kernel.dispatch((max(threads, 1), 1, 1), **{k: v for k, v in params.items() if k in known})
+
+    def _pass(self, count: int) -> None:
+        radiance, radiance_sq, albedo, normal_depth = self.accumulators
+        paths = self.width * self.height * count
+        values: dict[str, Any] = {
+            "g_scene": self.scene_value(),
+            "g_paths": self.paths,
+            "g_hits": self.hits,
+            "g_keys": self.keys,
+            "g_radiance": radiance,
+            "g_radiance_sq": radiance_sq,
+            "g_albedo": albedo,
+            "g_normal_depth": normal_depth,
+            "g_trace": self.trace,
+        }
+        params = {
+            "camera": self.camera,
+            "pixel_spread": self.pixel_spread,
+            "sample_begin": self.spp_done,
+            "sample_count": count,
+            "seed": self.settings.seed,
+            "path_count": paths,
+            "shade_count": 0,
+            "settings": self.path_settings(),
+        }
+        self._dispatch("wave_start", paths, params=params, **values)
+        order_keys = []
+        # a path is shaded at most max_depth + 1 times; the extra round sees them all end
+        for _ in range(self.settings.max_depth + 2):
+            self._dispatch("wave_intersect", paths, params=params, **values)
+            keys = RenderDevice.download(self.keys, np.uint32, (paths,))
+            live = np.flatnonzero(keys != INVALID_INDEX)
+            if live.size == 0:
+                break
+            order = live[np.argsort(keys[live], kind="stable")].astype(np.uint32)
+            order_keys.append(keys[order])
+            params["shade_count"] = int(order.size)
+            self._dispatch(
+                "wave_shade",
+                order.size,
+                params=params,
+                g_order=self.renderer.device.upload(order),
+                **values,
+            )
+        self._dispatch("wave_finish", self.width * self.height, params=params, **values)
+        self.sorted_keys.append(order_keys)
+
+
 class Renderer:
     """Path tracer for one scene on one device ("auto", "cpu", "cuda", "vulkan")."""
 
@@ -156,8 +249,8 @@ class Renderer:
             raise ValueError(f"neural_mlp must be one of {NEURAL_MLP_CHOICES}, got {neural_mlp!r}")
         self.device = open_device(device) if isinstance(device, str) else device
         self.scene = scene
-        defines = {"NRENDER_NEURAL_PER_LANE_ONLY": "1"} if neural_mlp == "per-lane" else None
-        self.kernel = self.device.kernel(*KERNEL, defines)
+        self.defines = {"NRENDER_NEURAL_PER_LANE_ONLY": "1"} if neural_mlp == "per-lane" else None
+        self.kernel = self.device.kernel(*KERNEL, self.defines)
         self.buffers = SceneBuffers(self.device, self.kernel, scene)
 
     def reload(self) -> None:
@@ -173,11 +266,15 @@ class Renderer:
         strategy: str | None = None,
         materials: str | None = None,
         trace_depths: int = 0,
+        schedule: str = "megakernel",
     ) -> RenderJob:
         """A progressive render with the scene's integrator settings, some overridden.
         `materials`: "reference" renders layered materials as their graphs, "neural" as
         their bakes (materials with only one of the two always use it). `trace_depths` > 0
-        records what each pixel's first sample shaded (RenderJob.shading_trace)."""
+        records what each pixel's first sample shaded (RenderJob.shading_trace).
+        `schedule`: "megakernel" follows each path to its end in one thread; "wavefront"
+        advances all paths a bounce at a time and shades them sorted by material, so GPU
+        warps stay coherent (render/wavefront.py). The two give the same image."""
         settings = self.scene.integrator
         overrides = {
             k: v
@@ -199,6 +296,10 @@ class Renderer:
             raise ValueError(
                 f"materials must be one of {MATERIAL_MODES}, got {settings.materials!r}"
             )
+        if schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
+        if schedule == "wavefront":
+            return WavefrontJob(self, settings, trace_depths)
         return RenderJob(self, settings, trace_depths)
 
     def render(
@@ -209,11 +310,17 @@ class Renderer:
         max_depth: int | None = None,
         strategy: str | None = None,
         materials: str | None = None,
+        schedule: str = "megakernel",
         progress: Callable[[int, int], None] | None = None,
     ) -> RenderResult:
         """Render to completion; `progress(done, total)` is called after every pass."""
         job = self.start(
-            spp=spp, seed=seed, max_depth=max_depth, strategy=strategy, materials=materials
+            spp=spp,
+            seed=seed,
+            max_depth=max_depth,
+            strategy=strategy,
+            materials=materials,
+            schedule=schedule,
         )
         while not job.done:
             job.step()

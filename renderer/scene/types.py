@@ -16,6 +16,7 @@ from ..materials.texture import Texture
 
 STRATEGIES = ("mis", "nee", "bsdf")
 MATERIAL_MODES = ("reference", "neural")
+SCHEDULES = ("megakernel", "wavefront")  # how the path tracer is dispatched (render/renderer.py)
 
 
 @dataclass
