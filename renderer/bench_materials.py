@@ -19,6 +19,7 @@ Numbers are reported, never asserted.
 
 from __future__ import annotations
 
+import copy
 import platform
 import time
 from pathlib import Path
@@ -26,11 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from .device import open_device
+from .layout import INVALID_INDEX
 from .materials import MaterialQueries, load_material
 from .neural.nmat import NeuralMaterial
+from .neural.runtime import load_for_rendering
 from .paths import default_scene_path, materials_dir
 from .render import Renderer
-from .render.renderer import INVALID_INDEX
 from .scene import load_scene
 from .scene.types import Material, Scene
 from .version import __version__
@@ -62,7 +65,7 @@ def shading_costs(
             continue
         pair = {
             "layered": MaterialQueries(load_material(path), device),
-            "neural": MaterialQueries(NeuralMaterial.load(nmat), device),
+            "neural": MaterialQueries(load_for_rendering(nmat), device),
         }
         best = {k: float("inf") for k in pair}
         for q in pair.values():
@@ -82,6 +85,7 @@ def shading_costs(
     return {
         "queries": queries,
         "events_per_query": events,
+        "repeats": repeats,
         "materials": rows,
         "missing_bakes": missing,
         "geometric_mean_speedup": round(float(np.exp(np.mean(np.log(speedups)))), 2)
@@ -151,8 +155,8 @@ def scalability(
     """Frame time with 1, 4 and 16 distinct neural materials on screen."""
     out = {}
     for count in (1, 4, 16):
-        # the runtime packs each material entry separately, so repeats are distinct copies
-        chosen = [bakes[k % len(bakes)] for k in range(count)]
+        # distinct objects: the renderer uploads one material object once
+        chosen = [copy.deepcopy(bakes[k % len(bakes)]) for k in range(count)]
         renderer = Renderer(sphere_grid(chosen, resolution), device)
         out[str(count)] = round(_ms_per_spp(renderer, spp, "neural"), 3)
     return {"resolution": list(resolution), "spp": spp, "ms_per_spp": out}
@@ -230,20 +234,26 @@ def coherence(scene_path: Path, device: str, resolution: tuple[int, int]) -> dic
     return {
         "resolution": list(resolution),
         "per_depth": warp_coherence(job.shading_trace()),
-        "wavefront_per_depth": sorted_coherence(wave.sorted_keys[0], neural),
+        "wavefront_per_depth": sorted_coherence(wave.sorted_keys, neural),
     }
 
 
 def tensor_core_frames(scene_path: Path, device: str, resolution: tuple[int, int]) -> dict:
-    """CUDA only: one 1-spp frame with the per-lane and the tensor-core decoder."""
+    """CUDA only: one 1-spp frame, neural materials, per-lane vs tensor-core decoder, with
+    each schedule (the megakernel's warps are coherent almost only at the first hit)."""
     scene = load_scene(scene_path)
     scene.camera.resolution = resolution
     out = {}
     for mlp in ("per-lane", "auto"):
         renderer = Renderer(scene, device, neural_mlp=mlp)
-        renderer.render(spp=1, materials="neural")
-        best = min(renderer.render(spp=1, materials="neural").seconds for _ in range(5))
-        out["tensor_core" if mlp == "auto" else "per_lane"] = round(1000.0 * best, 3)
+        for schedule in ("megakernel", "wavefront"):
+            renderer.render(spp=1, materials="neural", schedule=schedule)
+            best = min(
+                renderer.render(spp=1, materials="neural", schedule=schedule).seconds
+                for _ in range(5)
+            )
+            key = f"{'tensor_core' if mlp == 'auto' else 'per_lane'}_{schedule}"
+            out[key] = round(1000.0 * best, 3)
     return {"resolution": list(resolution), "ms_per_frame_1spp": out}
 
 
@@ -260,8 +270,8 @@ def run_material_benchmarks(
 
     scene_path = scene_path or default_scene_path()
     costs = shading_costs(device, baked, queries)
-    bakes = [NeuralMaterial.load(p) for p in sorted(baked.glob("*.nmat"))]
-    renderer_device = Renderer(load_scene(scene_path), device).device
+    bakes = [load_for_rendering(p) for p in sorted(baked.glob("*.nmat"))]
+    renderer_device = open_device(device)
     report: dict[str, Any] = {
         "nrender": __version__,
         "slangpy": spy.__version__,
@@ -286,7 +296,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"# Neural vs layered materials ({report['device']})",
         "",
         f"Shading cost: microseconds per shading event (set-up, eval + pdf towards a light, "
-        f"one sample), {s['queries']} queries x {s['events_per_query']} events, best of 3.",
+        f"one sample), {s['queries']} queries x {s['events_per_query']} events, best of "
+        f"{s['repeats']}.",
         "",
         "| material | layered us | neural us | speedup |",
         "| --- | --- | --- | --- |",
@@ -331,6 +342,11 @@ def markdown(report: dict[str, Any]) -> str:
         t = report["tensor_core"]["ms_per_frame_1spp"]
         lines += [
             "",
-            f"1920x1080, 1 spp: per-lane {t['per_lane']} ms, tensor cores {t['tensor_core']} ms.",
+            "| 1920x1080, 1 spp, ms | per-lane decoder | tensor cores |",
+            "| --- | --- | --- |",
         ]
+        for schedule in ("megakernel", "wavefront"):
+            lines.append(
+                f"| {schedule} | {t[f'per_lane_{schedule}']} | {t[f'tensor_core_{schedule}']} |"
+            )
     return "\n".join(lines) + "\n"

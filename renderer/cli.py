@@ -16,7 +16,7 @@ from typing import Any
 
 from .device import DEVICE_CHOICES
 from .errors import NrenderError, NrenderWarning
-from .image_io import check_writable
+from .image_io import check_writable, output_stem
 from .neural.architecture import MAX_LEVEL_TEXELS
 from .paths import default_scene_path
 from .scene.loader import MAX_PIXELS, MAX_RESOLUTION
@@ -51,6 +51,16 @@ def _positive(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
     return value
 
 
@@ -122,8 +132,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     from .render import Renderer
 
     scene = _load(args)
+    stem = output_stem(args.out)
     for suffix in (".exr", ".png"):
-        check_writable(_output_stem(args.out).with_suffix(suffix))
+        check_writable(stem.with_name(stem.name + suffix))
     renderer = Renderer(scene, device=args.device)
     if not renderer.buffers.has_light:
         print(
@@ -182,12 +193,6 @@ def cmd_render(args: argparse.Namespace) -> int:
     return 0
 
 
-def _output_stem(out: str) -> Path:
-    """`--out x`, `--out x.png` and `--out x.exr` all name the outputs x.exr and x.png."""
-    stem = Path(out)
-    return stem.with_suffix("") if stem.suffix.lower() in (".exr", ".png", ".json", ".md") else stem
-
-
 def cmd_compare(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -196,7 +201,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     scene = comparison_scene(args.source or default_scene_path(), args.nmat)
     if args.res:
         scene.camera.resolution = args.res
-    stem = _output_stem(args.out or f"compare_{Path(args.source or 'default').stem}")
+    stem = output_stem(args.out or f"compare_{Path(args.source or 'default').stem}")
     for suffix in (".png", ".json", ".md", ".reference.exr", ".neural.exr"):
         check_writable(stem.with_name(stem.name + suffix))
     stop = _StopRequest()
@@ -393,16 +398,19 @@ def cmd_bench_materials(args: argparse.Namespace) -> int:
     baked = Path(args.baked) if args.baked else materials_dir() / "baked"
     if not baked.is_dir():
         raise NrenderError(f"--baked: {baked} is not a folder of .nmat files")
-    out = _output_stem(args.out) if args.out else None
+    out = output_stem(args.out) if args.out else None
     if out is not None:
         for suffix in (".json", ".md"):
             check_writable(out.with_name(out.name + suffix))
+    queries = 8192 if args.material_queries is None else args.material_queries
+    if queries < 1:
+        raise NrenderError(f"--material-queries: bench materials needs at least 1, got {queries}")
     report = run_material_benchmarks(
         device=args.device,
         baked=baked,
         resolution=args.res or (320, 180),
         spp=args.spp,
-        queries=args.material_queries or 8192,
+        queries=queries,
     )
     text = markdown(report)
     print(text)
@@ -457,7 +465,8 @@ def build_parser() -> argparse.ArgumentParser:
         choices=SCHEDULES,
         default="megakernel",
         help="megakernel: a thread follows a path to its end; wavefront: all paths advance "
-        "a bounce at a time, shaded sorted by material (coherent GPU warps); same image "
+        "a bounce at a time, shaded sorted by material (coherent GPU warps); the same image "
+        "up to fp16 rounding "
         "(default: megakernel)",
     )
     p.add_argument(
@@ -581,13 +590,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--bvh-triangles",
-        type=int,
+        type=_non_negative,
         default=1_000_000,
         help="triangles in the BVH build benchmark; 0 skips it (default: 1000000)",
     )
     p.add_argument(
         "--material-queries",
-        type=int,
+        type=_non_negative,
         help="queries per library material in the material benchmark; 0 skips it "
         "(default: 65536; bench materials: 8192)",
     )

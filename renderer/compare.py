@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NrenderError
-from .image_io import atomic_path, write_ldr
+from .image_io import atomic_path, output_stem, write_ldr
 from .render import Renderer, RenderResult
 from .scene.loader import load_scene, preview_scene
 from .scene.types import Scene
@@ -40,8 +40,7 @@ def comparison_scene(source: str | Path, nmat: str | Path | None = None) -> Scen
     """The scene to compare: a material file's preview with its bake, or a scene file
     whose layered materials name bakes (`"neural": ...`)."""
     from .materials import is_material_document
-    from .neural.nmat import NeuralMaterial
-    from .neural.runtime import check_runtime_support
+    from .neural.runtime import load_for_rendering
 
     path = Path(source)
     document = None
@@ -58,9 +57,7 @@ def comparison_scene(source: str | Path, nmat: str | Path | None = None) -> Scen
                 "or name one with --nmat"
             )
         scene = preview_scene(path)
-        material = NeuralMaterial.load(bake)
-        check_runtime_support(material.arch)
-        scene.materials["subject"].neural = material
+        scene.materials["subject"].neural = load_for_rendering(bake)
         scene.materials["subject"].neural_path = str(bake)
         return scene
     if nmat is not None:
@@ -205,9 +202,7 @@ def markdown(report: dict[str, Any], image_name: str) -> str:
 
 def write_comparison(comparison: Comparison, stem: str | Path) -> list[Path]:
     """`stem`.png (side by side), .json, .md, .reference.exr and .neural.exr."""
-    stem = Path(stem)
-    if stem.suffix.lower() in (".png", ".json", ".md"):
-        stem = stem.with_suffix("")
+    stem = output_stem(stem)
     png = stem.with_name(stem.name + ".png")
     written = [png]
     write_ldr(png, side_by_side(comparison))

@@ -90,7 +90,6 @@ def _prune(store: Path) -> None:
 def run_shim(argv: list[str]) -> int:
     """Entry of the shim: argv = [shim folder, invoked name, compiler args...]."""
     bin_dir, invoked, args = os.path.abspath(argv[0]), argv[1], argv[2:]
-    args = args + os.environ.get("NRENDER_EXTRA_CXXFLAGS", "").split()
     compiler = find_real_compiler(os.environ.get("PATH", ""), bin_dir, preferred=invoked)
     if compiler is None:
         sys.stderr.write("nrender: no C++ compiler (g++ or clang++) found on PATH\n")

@@ -182,6 +182,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         tmp.unlink(missing_ok=True)
 
 
+OUTPUT_SUFFIXES = (".exr", ".json", ".md", *LDR_SUFFIXES)
+
+
+def output_stem(path: str | os.PathLike[str]) -> Path:
+    """The stem of a family of outputs: `x`, `x.png`, `x.exr`... all name `x`."""
+    path = Path(path)
+    return path.with_suffix("") if path.suffix.lower() in OUTPUT_SUFFIXES else path
+
+
 def check_writable(path: str | os.PathLike[str]) -> None:
     """Raise ImageError now, before long work, if `path` could not be written later: its
     folder cannot be made or written to, or it names a folder."""

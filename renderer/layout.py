@@ -13,6 +13,8 @@ from typing import Any
 import numpy as np
 import slangpy as spy
 
+INVALID_INDEX = 0xFFFFFFFF  # INVALID_INDEX of shaders/core/math.slang: "no index"
+
 _SCALARS: dict[Any, Any] = {
     spy.TypeReflection.ScalarType.float32: np.float32,
     spy.TypeReflection.ScalarType.float16: np.float16,

@@ -51,3 +51,22 @@ def random_material(
 def write_random_nmat(path: Path, seed: int = 0, **options) -> Path:
     random_material(seed, **options).save(path)
     return path
+
+
+def exp_channel_decoder(material: NeuralMaterial) -> NeuralMaterial:
+    """Make the decoder return f * cos = exp(latent channel 0) for every pair of directions
+    (learned frames off; channel 0 must stay above -10 to pass the ReLUs), so that a test
+    sets what a texel reflects through its latents. The material must have 2 hidden layers."""
+    brdf = material.brdf
+    with torch.no_grad():
+        brdf.frames.weight.zero_()
+        first, middle, last = brdf.mlp.layers
+        for layer in (first, middle, last):
+            layer.weight.zero_()
+            layer.bias.zero_()
+        first.weight[0, 12] = 1.0  # hidden 0 = channel 0 + 10
+        first.bias[0] = 10.0
+        middle.weight[0, 0] = 1.0
+        last.weight[:, 0] = 1.0  # raw = channel 0 + 3: exp(raw - 3) = exp(channel 0)
+        last.bias[:] = -7.0
+    return material

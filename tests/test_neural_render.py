@@ -13,12 +13,18 @@ import numpy as np
 import pytest
 import torch
 from conftest import REPO, assert_mean_close
-from neural_fixtures import SHIPPED_BAKE, SHIPPED_SOURCE, random_material, write_random_nmat
+from neural_fixtures import (
+    SHIPPED_BAKE,
+    SHIPPED_SOURCE,
+    exp_channel_decoder,
+    random_material,
+    write_random_nmat,
+)
 from test_bake import _rewrite
 
 from renderer import Renderer, load_scene
 from renderer.cli import main
-from renderer.compare import compare_scene, comparison_scene, flip_error
+from renderer.compare import compare_scene, comparison_scene
 from renderer.errors import SceneError, StaleBakeWarning
 from renderer.neural.architecture import ENERGY_ANGLES, ENERGY_GRID, Architecture
 from renderer.neural.nmat import NeuralMaterial
@@ -195,24 +201,12 @@ def _level_marker(levels: int) -> NeuralMaterial:
     returns exp(channel 0), so the albedo AOV (pi f(wo, n)) is a_k, and its mean over
     samples is linear in the expected level."""
     size = 2 ** (levels - 1)
-    material = random_material(seed=0, size=size)
+    material = exp_channel_decoder(random_material(seed=0, size=size))
     assert len(material.arch.levels) == levels
     material.levels = [
         torch.full((h, w, 8), math.log((k + 1) / (levels + 1) / math.pi)).half()
         for k, (h, w) in enumerate(material.arch.levels)
     ]
-    brdf = material.brdf
-    with torch.no_grad():
-        brdf.frames.weight.zero_()
-        first, middle, last = brdf.mlp.layers
-        for layer in (first, middle, last):
-            layer.weight.zero_()
-            layer.bias.zero_()
-        first.weight[0, 12] = 1.0  # hidden 0 = latent channel 0 + 10 (positive for ReLU)
-        first.bias[0] = 10.0
-        middle.weight[0, 0] = 1.0
-        last.weight[:, 0] = 1.0  # raw = channel 0 + 10 - 10 + 3: f * cos = exp(channel 0)
-        last.bias[:] = -7.0
     material.energy = torch.zeros(ENERGY_GRID, ENERGY_GRID, ENERGY_ANGLES)
     return material
 
@@ -264,11 +258,30 @@ def test_ray_cone_level_matches_the_footprint(cpu) -> None:
     np.testing.assert_allclose(np.diff(levels), 1.0, atol=0.06)
 
 
+def test_triangle_curvature_for_ray_cones() -> None:
+    # The per-triangle curvature the cones widen by: 1/r on a sphere with outward normals,
+    # -1/r turned inside out, 0 on flat facets and planes. Catches a sign error (cones
+    # that shrink off convex surfaces) or a curvature in the wrong units (r instead of 1/r).
+    from renderer.render.scene_buffers import flatten_instances
+
+    def curvature(mesh: dict) -> np.ndarray:
+        scene = load_scene(_sphere_scene({"type": "diffuse"}, extra={"meshes": {"ball": mesh}}))
+        return flatten_instances(scene, {"m": 0}).curvatures()
+
+    sphere = {"type": "sphere", "radius": 2.0, "segments": 64, "rings": 32}
+    np.testing.assert_allclose(np.median(curvature(sphere)), 0.5, rtol=0.02)
+    np.testing.assert_allclose(
+        np.median(curvature({**sphere, "flip_normals": True})), -0.5, rtol=0.02
+    )
+    np.testing.assert_array_equal(curvature({**sphere, "smooth": False}), 0.0)
+    np.testing.assert_array_equal(curvature({"type": "plane", "size": [3.0, 3.0]}), 0.0)
+
+
 # --- light transport -------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("material", ["shipped", "random"])
-def test_mis_nee_and_bsdf_sampling_agree(cpu, material: str) -> None:
+def test_mis_nee_and_bsdf_sampling_agree(cpu, tmp_path: Path, material: str) -> None:
     # The three estimators of the same image must agree within their noise: catches a
     # sample weight that is not eval / pdf, a pdf MIS cannot trust, or directions the
     # sampler never reaches where eval is non-zero (BSDF sampling then misses light).
@@ -282,13 +295,9 @@ def test_mis_nee_and_bsdf_sampling_agree(cpu, material: str) -> None:
         spp=256,
         extra={"environment": {"type": "constant", "radiance": [0.9, 1.0, 1.1]}},
     )
-    base = None
     if material == "random":
-        import tempfile
-
-        base = Path(tempfile.mkdtemp())
-        write_random_nmat(base / "random.nmat", seed=8, size=16)
-    s = load_scene(scene, base_dir=base)
+        write_random_nmat(tmp_path / "random.nmat", seed=8, size=16)
+    s = load_scene(scene, base_dir=tmp_path)
     r = Renderer(s, cpu)
     results = {k: r.render(strategy=k) for k in ("mis", "nee", "bsdf")}
     mis = results["mis"]
@@ -327,8 +336,6 @@ def test_quick_bake_meets_the_flip_bound_and_a_broken_one_does_not(cpu) -> None:
     _permuted(scene.materials["subject"].neural)
     bad = compare_scene(scene, device=cpu, spp=64)
     assert bad.report["flip_mean"] > FLIP_BOUND, bad.report
-    _, same = flip_error(good.reference.radiance, good.reference.radiance)
-    assert same == 0.0
 
 
 def test_cli_compare_writes_the_side_by_side_and_reports(tmp_path: Path, capsys) -> None:
@@ -386,8 +393,8 @@ def test_wavefront_equals_the_megakernel(cpu, materials: str) -> None:
     wave = job.result()
     for name in ("radiance", "variance", "albedo", "normal", "depth"):
         np.testing.assert_array_equal(getattr(wave, name), getattr(mega, name), err_msg=name)
-    assert len(job.sorted_keys) == 3
-    for keys in job.sorted_keys[0]:
+    assert len(job.sorted_keys) > 0  # the first pass's bounces
+    for keys in job.sorted_keys:
         assert np.all(np.diff(keys.astype(np.int64)) >= 0)  # shaded in material order
 
 

@@ -17,7 +17,6 @@ runtime the path tracer runs; `level` then picks the latent pyramid's level of d
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -29,10 +28,8 @@ from .graph import Lobe, MaterialGraph
 from .tables import DEFAULT_WALK_DEPTH, MaterialEntry, MaterialTables
 
 KERNEL = ("materials/material_query.slang", "material_query")
-MODES = ("eval", "sample", "pdf", "eval_as_sampled", "walk", "flake", "shade")
-MODE_EVAL, MODE_SAMPLE, MODE_PDF, MODE_EVAL_AS_SAMPLED, MODE_WALK, MODE_FLAKE, MODE_SHADE = range(
-    len(MODES)
-)
+# the modes of shaders/materials/material_query.slang
+MODE_EVAL, MODE_SAMPLE, MODE_PDF, MODE_EVAL_AS_SAMPLED, MODE_WALK, MODE_FLAKE, MODE_SHADE = range(7)
 MAX_QUERIES_PER_DISPATCH = 1 << 22
 MAX_SAMPLES = 1 << 16
 FINEST_LOD = -100.0  # lod_uv far below any level: the finest
@@ -60,7 +57,7 @@ class MaterialQueries:
         """Per-query lod_uv (materials/material.slang) for pyramid `level`s."""
         if level is None or self.neural is None:
             return np.full(count, FINEST_LOD, np.float32)
-        offset = 0.5 * math.log2(self.neural.arch.width * self.neural.arch.height)
+        offset = self.neural.arch.lod_offset
         levels = np.broadcast_to(np.asarray(level, np.float64), (count,))
         if not np.isfinite(levels).all():
             raise NrenderError("level: contains NaN or infinite values")

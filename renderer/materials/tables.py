@@ -13,12 +13,12 @@ from typing import Any
 import numpy as np
 
 from ..device import Kernel, RenderDevice
+from ..layout import INVALID_INDEX
 from ..neural.nmat import NeuralMaterial
 from ..neural.runtime import NeuralTables
 from .graph import Layer, Lobe, MaterialGraph, Mix, Node, Stack
 from .texture import Texture
 
-INVALID_INDEX = 0xFFFFFFFF
 TEXTURE_KINDS = {"constant": 0, "image": 1, "checker": 2}
 LOBE_CODES = {"diffuse": 0, "conductor": 1, "dielectric": 2, "sheen": 3, "flakes": 4}
 CONDUCTOR_MODES = {"artist": 0, "ior": 1}
@@ -160,8 +160,11 @@ class MaterialTables:
                 "neural": INVALID_INDEX,
             }
             if entry.neural is not None:
-                row["neural"] = len(neural)
-                neural.append(entry.neural)
+                # one upload per material object, however many scene materials name it
+                known = [i for i, m in enumerate(neural) if m is entry.neural]
+                row["neural"] = known[0] if known else len(neural)
+                if not known:
+                    neural.append(entry.neural)
             if entry.graph is not None:
                 row["root"] = builder.node(entry.graph.root)
                 row["transmissive"] = int(entry.graph.transmissive)

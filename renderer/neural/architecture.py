@@ -14,6 +14,7 @@ the header of a `.nmat` file stores it as JSON so a file describes itself.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 from ..errors import NrenderError
@@ -62,6 +63,12 @@ class Architecture:
             h, w = out[-1]
             out.append((max(1, h // 2), max(1, w // 2)))
         return out
+
+    @property
+    def lod_offset(self) -> float:
+        """0.5 log2(width * height): turns a footprint's log2 width in uv units into a level
+        of the pyramid (shaders/neural/pyramid.slang)."""
+        return 0.5 * math.log2(self.width * self.height)
 
     @property
     def decoder_inputs(self) -> int:

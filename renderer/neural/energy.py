@@ -15,7 +15,7 @@ excess (coated_plastic's grazing bin: 3.4 in most cells) and drops the outliers.
 The renderer multiplies f * cos by min(1, 1 / a), interpolated bilinearly in uv and
 linearly in cos(theta_o) (`energy_scale`). Where a <= 1 nothing changes.
 
-A bake stores the table in its `.nmat` (`energy.albedo`, 3-4 s of torch on a 2-core CPU);
+A bake stores the table in its `.nmat` (`energy.albedo`, 4-9 s of torch on a 2-core CPU);
 for a file baked without one, the renderer computes it when loading. It depends only on
 the material and a fixed seed.
 """

@@ -11,7 +11,7 @@ runtime can run an architecture at all; a scene loader calls it before any work.
 
 from __future__ import annotations
 
-import math
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,17 @@ def check_runtime_support(arch: Architecture) -> None:
             )
 
 
+def load_for_rendering(path: str | os.PathLike[str]) -> NeuralMaterial:
+    """A `.nmat` checked whole (file, tensors, values) and runnable by the renderer; any
+    problem is one NeuralMaterialError naming the file."""
+    material = NeuralMaterial.load(path)
+    try:
+        check_runtime_support(material.arch)
+    except NeuralMaterialError as exc:
+        raise NeuralMaterialError(f"{path}: {exc}") from None
+    return material
+
+
 def material_energy(material: NeuralMaterial) -> np.ndarray:
     """The material's albedo table (energy.py): stored by its bake, or computed now (and
     kept on the material) for files baked without one."""
@@ -58,6 +69,12 @@ def material_energy(material: NeuralMaterial) -> np.ndarray:
 
 def _round_up(n: int, multiple: int) -> int:
     return (n + multiple - 1) // multiple * multiple
+
+
+def row_floats(outputs: int) -> int:
+    """Floats in a packed W^T row (row_quads of shaders/neural/mlp.slang, times 4)."""
+    quads = _round_up(outputs, 4) // 4
+    return 4 * (quads if quads <= 4 else _round_up(quads, 4))
 
 
 def pack_latents(level: torch.Tensor) -> np.ndarray:
@@ -74,12 +91,15 @@ class _Packed:
     fp32_size: int = 0
     fp16_size: int = 0
 
-    def add_block(self, rows: np.ndarray, row_count: int | None = None) -> int:
-        """Rows of floats, each zero-padded to a multiple of 4 (and `row_count` rows, zero
-        rows added); the first float4's index."""
+    def add_block(
+        self, rows: np.ndarray, row_count: int | None = None, row_width: int | None = None
+    ) -> int:
+        """Rows of floats, zero-padded to `row_width` floats (default: a multiple of 4) and
+        `row_count` rows; the first float4's index."""
         rows = np.atleast_2d(np.asarray(rows, np.float32))
         count = rows.shape[0] if row_count is None else row_count
-        padded = np.zeros((count, _round_up(rows.shape[1], 4)), np.float32)
+        width = _round_up(rows.shape[1], 4) if row_width is None else row_width
+        padded = np.zeros((count, width), np.float32)
         padded[: rows.shape[0], : rows.shape[1]] = rows
         offset = self.fp32_size
         self.weights.append(padded.reshape(-1, 4))
@@ -91,8 +111,8 @@ class _Packed:
         w = weight.detach().cpu().float().numpy()
         b = bias.detach().cpu().float().numpy()
         outputs, inputs = w.shape
-        offset = self.add_block(w.T, _round_up(inputs, 4))
-        self.add_block(b[None])
+        offset = self.add_block(w.T, _round_up(inputs, 4), row_floats(outputs))
+        self.add_block(b[None], row_width=row_floats(outputs))
         padded = np.zeros((_round_up(inputs, TILE), _round_up(outputs, TILE)), np.float16)
         padded[:inputs, :outputs] = w.T
         offset_f16 = self.fp16_size
@@ -114,7 +134,9 @@ def _mlp_layers(packed: _Packed, module: torch.nn.Module) -> tuple[int, int]:
 
 
 class NeuralTables:
-    """Device buffers of a list of neural materials; `bind()` is the `NeuralTables` value."""
+    """Device buffers of a list of neural materials; `bind()` is the `NeuralTables` value.
+    Material i of the list is entry i of the tables (a material object listed twice is
+    packed twice: callers that share one pass it once)."""
 
     def __init__(
         self, device: RenderDevice, kernel: Kernel, materials: list[NeuralMaterial]
@@ -147,7 +169,7 @@ class NeuralTables:
                     "sampler_begin": sampler_first,
                     "sampler_count": sampler_count,
                     "raw_limit": float(material.brdf.raw_limit),
-                    "lod_offset": 0.5 * math.log2(material.arch.width * material.arch.height),
+                    "lod_offset": material.arch.lod_offset,
                     "energy": energy,
                     "energy_grid": scale.shape[0],
                 }

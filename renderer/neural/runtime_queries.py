@@ -11,8 +11,6 @@ fractional levels pick one of the two nearest with `u_level`).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from ..device import RenderDevice, open_device
@@ -50,8 +48,7 @@ class RuntimeQueries:
     def select(self, material: int) -> None:
         """Query the `material`-th material from now on."""
         self.index = material
-        arch = self.materials[material].arch
-        self.lod_offset = 0.5 * math.log2(arch.width * arch.height)
+        self.lod_offset = self.materials[material].arch.lod_offset
 
     def _run(self, mode: int, inputs: list[np.ndarray | None], count: int) -> list[np.ndarray]:
         outs = [self.device.zeros(count, 16) for _ in range(3)]

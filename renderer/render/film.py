@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import ImageError
-from ..image_io import LDR_SUFFIXES, linear_to_srgb, write_exr, write_ldr
+from ..image_io import LDR_SUFFIXES, linear_to_srgb, output_stem, write_exr, write_ldr
 
 
 def tonemap(radiance: np.ndarray, exposure: float = 0.0) -> np.ndarray:
@@ -70,9 +70,7 @@ class RenderResult:
 
     def write_outputs(self, stem: str | os.PathLike[str], *, exposure: float = 0.0) -> list[Path]:
         """Write `stem`.exr (linear, all AOVs) and `stem`.png (tonemapped)."""
-        stem = Path(stem)
-        if stem.suffix.lower() in (".exr", *LDR_SUFFIXES):
-            stem = stem.with_suffix("")
+        stem = output_stem(stem)
         return [
             self.write(stem.with_name(stem.name + ".exr")),
             self.write(stem.with_name(stem.name + ".png"), exposure=exposure),

@@ -20,6 +20,7 @@ import numpy as np
 import slangpy as spy
 
 from ..device import RenderDevice, open_device
+from ..layout import INVALID_INDEX
 from ..scene.types import MATERIAL_MODES, SCHEDULES, STRATEGIES, Integrator, Scene
 from .film import RenderResult
 from .scene_buffers import SceneBuffers
@@ -30,7 +31,6 @@ _MAX_WAVE_PATHS = 1 << 20
 # Pixel samples per dispatch: passes short enough for a live progress bar and Ctrl-C.
 _SAMPLES_PER_PASS = {"cpu": 1 << 16, "cuda": 1 << 23, "vulkan": 1 << 23}
 _MAX_SPP_PER_PASS = 64
-INVALID_INDEX = 0xFFFFFFFF
 NEURAL_MLP_CHOICES = ("auto", "per-lane")
 
 
@@ -163,9 +163,11 @@ class WavefrontJob(RenderJob):
     all paths of a pass advance one bounce per dispatch, and the host sorts the paths that
     hit something by material before they are shaded, so that a GPU warp shades one
     material (the tensor-core path of neural materials needs that). Bit-identical to the
-    megakernel; on the CPU device it only adds the sorting and the path state traffic.
-    `sorted_keys` keeps, per pass and bounce, the materials in the order they were shaded
-    (for the coherence benchmark)."""
+    megakernel where the decoder runs per lane (the CPU and Vulkan devices, or
+    neural_mlp="per-lane"); on CUDA the coherent warps it makes use the fp16 tensor-core
+    decoder, so the image differs by its rounding. On the CPU device it only adds the
+    sorting and the path state traffic. `sorted_keys` keeps, for the first pass, each
+    bounce's materials in the order they were shaded (for the coherence benchmark)."""
 
     def __init__(self, renderer: Renderer, settings: Integrator, trace_depths: int = 0) -> None:
         super().__init__(renderer, settings, trace_depths)
@@ -183,7 +185,8 @@ class WavefrontJob(RenderJob):
         self.paths = device.zeros(capacity, start.dtype("PathState").itemsize)
         self.hits = device.zeros(capacity, start.dtype("Hit").itemsize)
         self.keys = device.zeros(capacity, 4)
-        self.sorted_keys: list[list[np.ndarray]] = []
+        self.order = device.zeros(capacity, 4)
+        self.sorted_keys: list[np.ndarray] = []
 
     def _dispatch(self, name: str, threads: int, **params: Any) -> None:
         kernel = self.kernels[name]
@@ -198,6 +201,7 @@ class WavefrontJob(RenderJob):
             "g_paths": self.paths,
             "g_hits": self.hits,
             "g_keys": self.keys,
+            "g_order": self.order,
             "g_radiance": radiance,
             "g_radiance_sq": radiance_sq,
             "g_albedo": albedo,
@@ -215,7 +219,7 @@ class WavefrontJob(RenderJob):
             "settings": self.path_settings(),
         }
         self._dispatch("wave_start", paths, params=params, **values)
-        order_keys = []
+        first_pass = self.spp_done == 0
         # a path is shaded at most max_depth + 1 times; the extra round sees them all end
         for _ in range(self.settings.max_depth + 2):
             self._dispatch("wave_intersect", paths, params=params, **values)
@@ -224,17 +228,14 @@ class WavefrontJob(RenderJob):
             if live.size == 0:
                 break
             order = live[np.argsort(keys[live], kind="stable")].astype(np.uint32)
-            order_keys.append(keys[order])
+            if first_pass:
+                self.sorted_keys.append(keys[order])
             params["shade_count"] = int(order.size)
-            self._dispatch(
-                "wave_shade",
-                order.size,
-                params=params,
-                g_order=self.renderer.device.upload(order),
-                **values,
-            )
+            padded = np.zeros(paths, np.uint32)  # the buffer's size; entries past the count unused
+            padded[: order.size] = order
+            self.order.copy_from_numpy(padded)
+            self._dispatch("wave_shade", order.size, params=params, **values)
         self._dispatch("wave_finish", self.width * self.height, params=params, **values)
-        self.sorted_keys.append(order_keys)
 
 
 class Renderer:
@@ -274,7 +275,8 @@ class Renderer:
         records what each pixel's first sample shaded (RenderJob.shading_trace).
         `schedule`: "megakernel" follows each path to its end in one thread; "wavefront"
         advances all paths a bounce at a time and shades them sorted by material, so GPU
-        warps stay coherent (render/wavefront.py). The two give the same image."""
+        warps stay coherent (WavefrontJob). The two give the same image (on CUDA, up to
+        the tensor-core decoder's fp16 rounding)."""
         settings = self.scene.integrator
         overrides = {
             k: v

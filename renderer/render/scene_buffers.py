@@ -17,12 +17,12 @@ from ..accel import Bvh, build_bvh
 from ..accel.upload import upload_geometry
 from ..device import Kernel, RenderDevice
 from ..image_io import LUMINANCE
+from ..layout import INVALID_INDEX
 from ..materials.tables import DEFAULT_WALK_DEPTH, DEFAULT_WALKS, MaterialEntry, MaterialTables
 from ..scene.transform import transform_normals, transform_points
 from ..scene.types import Environment, Scene
 from .distributions import cdf_2d, cdf_rows
 
-INVALID_INDEX = 0xFFFFFFFF
 NO_UV_LOD = -64.0  # lod constant of a triangle without usable uvs: always the finest level
 
 

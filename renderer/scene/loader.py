@@ -330,21 +330,16 @@ class _SceneReader:
         """A baked neural material (`.nmat`) named by `key`, checked whole (file,
         tensors, values, and that the renderer can run its architecture) before any
         rendering; loaded once per file per scene."""
-        from ..neural.nmat import NeuralMaterial
-        from ..neural.runtime import check_runtime_support
+        from ..neural.runtime import load_for_rendering
 
         path = self.resolve(s, key)
         cached = self.neural_cache.get(path.resolve())
         if cached is not None:
             return cached, str(path)
         try:
-            material = NeuralMaterial.load(path)
-            check_runtime_support(material.arch)
+            material = load_for_rendering(path)
         except NeuralMaterialError as exc:
-            message = str(exc)
-            if not message.startswith(str(path)):
-                message = f"{path}: {message}"
-            s.fail(message, key)
+            s.fail(str(exc), key)
         self.neural_cache[path.resolve()] = material
         return material, str(path)
 
