@@ -55,33 +55,38 @@ def test_per_lane_only_build_has_no_tensor_core_path(tmp_path: Path) -> None:
 @pytest.mark.parametrize("module, entry", KERNELS, ids=[k[1] for k in KERNELS])
 def test_kernel_compiles_to_spirv(tmp_path: Path, module: str, entry: str) -> None:
     # The Vulkan target, likewise (Slang's own SPIR-V emitter; the wheel has no glslang).
-    slangc = _slangc()
     spv = tmp_path / f"{entry}.spv"
+    _run_slangc(
+        module,
+        entry,
+        spv,
+        ["-target", "spirv", "-emit-spirv-directly", "-O0", "-DNRENDER_DEVICE_VULKAN=1"],
+    )
+    assert spv.read_bytes()[:4] == b"\x03\x02\x23\x07"  # the SPIR-V magic number
+
+
+def _run_slangc(module: str, entry: str, out: Path, options: list[str]) -> None:
+    slangc = _slangc()
     proc = subprocess.run(
         [
             str(slangc),
             str(REPO / "shaders" / module),
             "-I",
             str(REPO / "shaders"),
-            "-target",
-            "spirv",
-            "-emit-spirv-directly",
-            "-O0",
             "-entry",
             entry,
             "-stage",
             "compute",
-            "-DNRENDER_DEVICE_VULKAN=1",
+            *options,
             "-o",
-            str(spv),
+            str(out),
         ],
         capture_output=True,
         text=True,
         env=dict(os.environ, LD_LIBRARY_PATH=str(slangc.parent)),
         timeout=300,
     )
-    assert proc.returncode == 0 and spv.is_file(), proc.stderr[-4000:]
-    assert spv.read_bytes()[:4] == b"\x03\x02\x23\x07"  # the SPIR-V magic number
+    assert proc.returncode == 0 and out.is_file(), proc.stderr[-4000:]
 
 
 def _compile_to_ptx(tmp_path: Path, module: str, entry: str, defines: list[str] = ()) -> Path:
@@ -91,31 +96,8 @@ def _compile_to_ptx(tmp_path: Path, module: str, entry: str, defines: list[str] 
     )
     if nvcc is None:
         pytest.skip("nvcc is not installed")
-    env = dict(os.environ, LD_LIBRARY_PATH=str(slangc.parent))
     cu = tmp_path / f"{entry}.cu"
-    proc = subprocess.run(
-        [
-            str(slangc),
-            str(REPO / "shaders" / module),
-            "-I",
-            str(REPO / "shaders"),
-            "-target",
-            "cuda",
-            "-entry",
-            entry,
-            "-stage",
-            "compute",
-            "-DNRENDER_DEVICE_CUDA=1",
-            *defines,
-            "-o",
-            str(cu),
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=300,
-    )
-    assert proc.returncode == 0 and cu.is_file(), proc.stderr[-4000:]
+    _run_slangc(module, entry, cu, ["-target", "cuda", "-DNRENDER_DEVICE_CUDA=1", *defines])
     ptx = tmp_path / f"{entry}.ptx"
     proc = subprocess.run(
         [
