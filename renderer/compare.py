@@ -114,6 +114,7 @@ def compare_scene(
     measure the difference. `progress(mode, done, total)` follows each pass; `stop()`
     true ends early with NrenderError."""
     renderer = Renderer(scene, device=device)
+    renderer.render(spp=1, materials="neural")  # compile the kernel before timing either mode
     results: dict[str, RenderResult] = {}
     for mode in ("reference", "neural"):
         job = renderer.start(spp=spp, seed=seed, materials=mode)
