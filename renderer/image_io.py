@@ -16,11 +16,16 @@ from pathlib import Path
 import numpy as np
 
 from .errors import ImageError
+from .input_files import check_path_text, is_file, read_limited
 
 LUMINANCE = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 weights of linear RGB
 
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tga")
 HDR_SUFFIXES = (".exr", ".hdr")
+# Checked from the file's header before any pixel is decoded: a 16k x 4k environment map
+# fits, a file claiming 40000 x 40000 pixels (6 GB as float32 RGB) does not.
+MAX_IMAGE_SIDE = 16384
+MAX_IMAGE_PIXELS = 1 << 26
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:
@@ -52,7 +57,9 @@ def _rgb(pixels: np.ndarray, path: Path) -> np.ndarray:
 def read_image(path: str | os.PathLike[str], *, srgb: bool | None = None) -> np.ndarray:
     """Linear RGB float32 [H, W, 3]. 8/16-bit images are sRGB-decoded unless srgb=False."""
     path = Path(path)
-    if not path.is_file():
+    if problem := check_path_text(str(path)):
+        raise ImageError(f"{path}: {problem}")
+    if not is_file(path):
         raise ImageError(f"{path}: image file not found")
     suffix = path.suffix.lower()
     if suffix == ".exr":
@@ -72,9 +79,27 @@ def read_image(path: str | os.PathLike[str], *, srgb: bool | None = None) -> np.
     return pixels
 
 
+def check_image_size(path: Path, width: int, height: int) -> None:
+    """Refuse an image whose header claims an empty or absurd size, before decoding it."""
+    if not (0 < width <= MAX_IMAGE_SIDE and 0 < height <= MAX_IMAGE_SIDE):
+        raise ImageError(
+            f"{path}: image size {width}x{height} is outside 1..{MAX_IMAGE_SIDE} per side"
+        )
+    if width * height > MAX_IMAGE_PIXELS:
+        raise ImageError(
+            f"{path}: {width}x{height} pixels is more than {MAX_IMAGE_PIXELS >> 20} Mpixel"
+        )
+
+
 def _read_exr(path: Path) -> np.ndarray:
     import OpenEXR
 
+    try:
+        header = OpenEXR.File(str(path), header_only=True).header()
+        (x0, y0), (x1, y1) = (np.asarray(v, np.int64) for v in header["dataWindow"])
+    except Exception as exc:  # the binding raises bare RuntimeErrors and KeyErrors
+        raise ImageError(f"{path}: not a readable OpenEXR file ({exc})") from None
+    check_image_size(path, int(x1 - x0 + 1), int(y1 - y0 + 1))
     try:
         channels = OpenEXR.File(str(path), separate_channels=True).channels()
     except Exception as exc:
@@ -93,15 +118,28 @@ def _read_exr(path: Path) -> np.ndarray:
 
 def _read_ldr(path: Path, *, srgb: bool) -> np.ndarray:
     import imageio.v3 as iio
+    from PIL import Image
 
     try:
-        pixels = np.asarray(iio.imread(path))
+        with Image.open(path) as header:  # reads the header only
+            width, height = header.size
+    except Image.DecompressionBombError:  # Pillow's own, looser size check, at open
+        raise ImageError(
+            f"{path}: image size is more than {MAX_IMAGE_PIXELS >> 20} Mpixel"
+        ) from None
+    except Exception as exc:  # Pillow raises many types for a broken header
+        raise ImageError(f"{path}: not a readable image ({exc})") from None
+    check_image_size(path, width, height)
+    try:
+        pixels = np.asarray(iio.imread(path, index=0))  # an animation's first frame
     except Exception as exc:
         raise ImageError(f"{path}: not a readable image ({exc})") from exc
     if pixels.dtype == np.uint8:
         scaled = pixels.astype(np.float32) / 255.0
     elif pixels.dtype == np.uint16:
         scaled = pixels.astype(np.float32) / 65535.0
+    elif np.issubdtype(pixels.dtype, np.integer):  # 32-bit greyscale PNGs
+        scaled = np.clip(pixels.astype(np.float32) / np.iinfo(pixels.dtype).max, 0.0, 1.0)
     else:
         scaled = pixels.astype(np.float32)
     rgb = _rgb(scaled, path)
@@ -110,7 +148,7 @@ def _read_ldr(path: Path, *, srgb: bool) -> np.ndarray:
 
 def _read_radiance_hdr(path: Path) -> np.ndarray:
     """Radiance RGBE (.hdr/.pic), flat or run-length encoded scanlines."""
-    data = path.read_bytes()
+    data = read_limited(path, 4 * MAX_IMAGE_PIXELS + (1 << 16), ImageError, "image file")
     header_end = data.find(b"\n\n")
     if not data.startswith((b"#?RADIANCE", b"#?RGBE")) or header_end < 0:
         raise ImageError(f"{path}: not a Radiance HDR file (bad header)")
@@ -121,8 +159,7 @@ def _read_radiance_hdr(path: Path) -> np.ndarray:
     if size is None:
         raise ImageError(f"{path}: unsupported Radiance image orientation (need '-Y H +X W')")
     height, width = int(size.group(1)), int(size.group(2))
-    if not (0 < width <= 65536 and 0 < height <= 65536):
-        raise ImageError(f"{path}: implausible Radiance image size {width}x{height}")
+    check_image_size(path, width, height)
     body = np.frombuffer(data, np.uint8, offset=line_end + 1)
     try:
         rgbe = _decode_rgbe(body, width, height)

@@ -84,6 +84,20 @@ def test_bad_scene_is_one_line_error(tmp_path: Path) -> None:
     assert not list(tmp_path.glob("render.*"))
 
 
+def test_hostile_inputs_are_one_line_errors(tmp_path: Path) -> None:
+    # Catches: a RecursionError traceback from deeply nested JSON, and a mesh file given
+    # as a scene reported as "invalid JSON" (the loaders' own tests cover the rest).
+    (tmp_path / "deep.json").write_text(
+        '{"version": 1, "camera": ' + "[" * 50000 + "]" * 50000 + "}"
+    )
+    (tmp_path / "mesh.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    for name, expected in (("deep.json", "nests deeper"), ("mesh.obj", "is not a scene")):
+        proc = nrender("render", name, cwd=tmp_path, check=False)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and name in lines[0] and expected in lines[0], proc.stderr
+
+
 def test_existing_output_survives_failed_render(tmp_path: Path) -> None:
     (tmp_path / "render.png").write_bytes(b"precious")
     proc = nrender("render", "missing.json", cwd=tmp_path, check=False)

@@ -8,7 +8,6 @@ may reference each other; a cycle is an error that spells the cycle out.
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import numpy as np
 
 from ..errors import ImageError, MaterialError
 from ..image_io import read_image
+from ..input_files import check_path_text, read_json, resolve_path
 from ..scene.reader import Section
 from . import patterns
 from .graph import LOBE_TYPES, Layer, Lobe, MaterialGraph, Mix, Node, Stack, constant
@@ -68,17 +68,8 @@ def load_material(
     if isinstance(source, dict):
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         return material_from_dict(source, name="<material dict>", base_dir=base)
+    data = read_json(Path(source), MaterialError, "material file")
     path = Path(source)
-    if not path.is_file():
-        raise MaterialError(f"{path}: material file not found")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise MaterialError(f"{path}: cannot read material file ({exc})") from exc
-    except json.JSONDecodeError as exc:
-        raise MaterialError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from exc
     return material_from_dict(
         data, name=str(path), base_dir=Path(base_dir) if base_dir else path.parent
     )
@@ -267,9 +258,9 @@ class _MaterialReader:
 
     def image(self, t: Section, key: str, srgb: bool | None = None) -> np.ndarray:
         rel = t.string(key)
-        if not rel:
-            t.fail("expected a file path, got an empty string", key)
-        path = Path(rel) if Path(rel).is_absolute() else self.base_dir / rel
+        if problem := check_path_text(rel):
+            t.fail(problem, key)
+        path = resolve_path(rel, self.base_dir)
         if srgb is None:
             flag = t.raw("srgb", None)
             if flag is not None and not isinstance(flag, bool):

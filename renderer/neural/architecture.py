@@ -18,6 +18,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from ..errors import NrenderError
+from ..input_files import parse_json
 
 FRAME_OUTPUTS = 12  # two frames, each an N and a T offset (3 + 3)
 DIRECTION_INPUTS = 12  # wi and wo in both frames
@@ -83,7 +84,7 @@ class Architecture:
 
     @staticmethod
     def from_json(text: str) -> Architecture:
-        data = json.loads(text)
+        data = parse_json(text, "architecture", NrenderError)
         if not isinstance(data, dict):
             raise ValueError("architecture is not a JSON object")
         known = set(Architecture.__dataclass_fields__)

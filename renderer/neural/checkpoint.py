@@ -126,5 +126,5 @@ class Checkpoint:
                 json.loads(meta["losses"]),
                 json.loads(meta["seconds"]),
             )
-        except (KeyError, ValueError) as exc:
+        except (KeyError, ValueError, TypeError, RecursionError) as exc:
             raise NeuralMaterialError(f"{path}: damaged checkpoint header ({exc})") from None

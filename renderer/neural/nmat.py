@@ -30,6 +30,7 @@ import torch
 
 from ..errors import NeuralMaterialError, NrenderError
 from ..image_io import atomic_path
+from ..input_files import check_path_text, is_file, parse_json
 from ..version import __version__
 from .architecture import ENERGY_ANGLES, ENERGY_GRID, Architecture
 from .decoder import NeuralBrdf
@@ -148,7 +149,9 @@ def _load(path: Path) -> NeuralMaterial:
     def fail(problem: str) -> NeuralMaterialError:
         return NeuralMaterialError(f"{path}: {problem}")
 
-    if not path.is_file():
+    if problem := check_path_text(str(path)):
+        raise fail(problem)
+    if not is_file(path):
         raise fail("no such file")
     if path.stat().st_size > MAX_FILE_BYTES:
         raise fail(f"{path.stat().st_size} bytes is more than a neural material can hold")
@@ -172,11 +175,11 @@ def _load(path: Path) -> NeuralMaterial:
         raise fail(f"header metadata lacks {', '.join(missing)}")
     try:
         arch = Architecture.from_json(meta["architecture"])
-    except (ValueError, TypeError, NrenderError) as exc:  # JSON, keys, or a size check
+    except (ValueError, TypeError, OverflowError, NrenderError) as exc:  # keys, sizes
         raise fail(f"bad architecture in the header: {exc}") from None
     try:
-        pyramid = [tuple(s) for s in json.loads(meta["pyramid"])]
-    except (ValueError, TypeError):
+        pyramid = [tuple(s) for s in parse_json(meta["pyramid"], "pyramid", NrenderError)]
+    except (TypeError, NrenderError):
         raise fail("bad pyramid shapes in the header") from None
     if pyramid != arch.levels:
         raise fail(f"header pyramid {pyramid} does not match the architecture's {arch.levels}")

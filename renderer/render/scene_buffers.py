@@ -155,6 +155,9 @@ def environment_mean_radiance(env: Environment) -> float:
     return float(env.scale * (lum * sin_theta[:, None]).sum() / (sin_theta.sum() * w))
 
 
+MIN_EMITTER_AREA = 1e-18
+
+
 class SceneBuffers:
     """Device-side scene for one kernel; `bind()` gives the value of its `Scene` parameter."""
 
@@ -240,7 +243,10 @@ class SceneBuffers:
         )
         v = vertices[emissive].astype(np.float64)
         area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
-        keep = area > 0
+        # The kernel normalises the float32 edge cross product (length 2 * area) when it
+        # samples a point: below ~1e-19 its squared length underflows and the normal is
+        # NaN. Such an emitter's power is nil; BSDF-sampled rays still see its emission.
+        keep = area > MIN_EMITTER_AREA
         emissive, area = emissive[keep], area[keep]
         power = area * (emission[material_ids[emissive]] @ LUMINANCE) * np.pi
         records = self.kernel.records("EmissiveTriangle", len(emissive))

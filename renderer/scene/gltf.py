@@ -18,16 +18,23 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import SceneError
-from ..image_io import srgb_to_linear
+from ..errors import NrenderError, SceneError
+from ..image_io import check_image_size, srgb_to_linear
 from .environment import constant_map
-from .mesh_io import mesh_from_trimesh
+from .mesh_io import MAX_COORDINATE, mesh_from_trimesh, world_reach
 from .types import Camera, Environment, Instance, Material, Scene, Texture
 
 DEFAULT_HEIGHT = 480
 
 
-def _material(visual: Any) -> Material:
+def _pixels(image: Any, where: str) -> np.ndarray:
+    """A texture trimesh decoded (a PIL image) as float RGB in [0, 1], size-checked."""
+    width, height = getattr(image, "size", (0, 0))
+    check_image_size(Path(where), int(width), int(height))
+    return np.asarray(image.convert("RGB"), np.float32) / 255.0
+
+
+def _material(visual: Any, where: str) -> Material:
     material = getattr(visual, "material", None)
     if material is None:
         return Material(albedo=Texture.constant([0.8, 0.8, 0.8]))
@@ -46,22 +53,27 @@ def _material(visual: Any) -> Material:
     base = Texture.constant(np.clip(rgb, 0.0, 1.0))
     image = getattr(material, "baseColorTexture", None)
     if image is not None:
-        pixels = np.asarray(image.convert("RGB"), np.float32) / 255.0
+        pixels = _pixels(image, where)
         base = Texture(kind="image", image=srgb_to_linear(pixels) * base.value.astype(np.float32))
     emissive = getattr(material, "emissiveFactor", None)
     emission = np.zeros(3) if emissive is None else np.asarray(emissive, np.float64)[:3]
+    if emission.shape != (3,) or not np.isfinite(emission).all():
+        raise SceneError(f"{where}: emissiveFactor must be three finite numbers")
     return Material(
         kind="layered",
-        graph=metallic_roughness_graph(material, base),
+        graph=metallic_roughness_graph(material, base, where),
         emission=np.clip(emission, 0.0, None),
     )
 
 
 def _factor(value: Any, default: float) -> float:
-    return default if value is None else float(np.clip(float(value), 0.0, 1.0))
+    if value is None:
+        return default
+    number = float(np.asarray(value, np.float64).reshape(-1)[0])
+    return float(np.clip(number, 0.0, 1.0)) if np.isfinite(number) else default
 
 
-def metallic_roughness_graph(material: Any, base: Texture) -> Any:
+def metallic_roughness_graph(material: Any, base: Texture, where: str = "glTF") -> Any:
     """The material graph of a glTF metallic-roughness material (see module docstring)."""
     from ..materials.graph import Layer, Lobe, MaterialGraph, Mix, Stack, constant
 
@@ -69,7 +81,7 @@ def metallic_roughness_graph(material: Any, base: Texture) -> Any:
     roughness = constant(_factor(getattr(material, "roughnessFactor", None), 1.0))
     packed = getattr(material, "metallicRoughnessTexture", None)
     if packed is not None:
-        pixels = np.asarray(packed.convert("RGB"), np.float32) / 255.0  # linear data
+        pixels = _pixels(packed, where)  # linear data
         rough = pixels[..., 1:2] * float(roughness.value[0])
         metal = pixels[..., 2:3] * float(metallic.value[0])
         roughness = Texture(kind="image", image=np.repeat(rough, 3, axis=-1))
@@ -91,13 +103,15 @@ def metallic_roughness_graph(material: Any, base: Texture) -> Any:
     return MaterialGraph(root=root, name=name, source="glTF")
 
 
-def _camera(tm_scene: Any) -> Camera:
-    if tm_scene.has_camera:
-        cam = tm_scene.camera
-        fov_x, fov_y = (float(v) for v in cam.fov)
+def _camera(tm_scene: Any, path: Path) -> Camera:
+    fov = np.asarray(tm_scene.camera.fov, np.float64) if tm_scene.has_camera else None
+    if fov is not None and fov.shape == (2,) and ((fov > 0.1) & (fov < 179.9)).all():
+        fov_x, fov_y = (float(v) for v in fov)
         aspect = np.tan(np.radians(fov_x) / 2) / np.tan(np.radians(fov_y) / 2)
         m = np.asarray(tm_scene.camera_transform, np.float64)
         position = m[:3, 3]
+        if not np.isfinite(m).all() or np.linalg.norm(np.cross(m[:3, 2], m[:3, 1])) < 1e-9:
+            raise SceneError(f"{path}: the camera's transform is non-finite or degenerate")
         return Camera(
             position=position,
             look_at=position - m[:3, 2],
@@ -125,6 +139,15 @@ def load_gltf_scene(path: Path) -> Scene:
         tm_scene = trimesh.load(str(path), force="scene")
     except Exception as exc:
         raise SceneError(f"{path}: cannot read glTF file ({type(exc).__name__}: {exc})") from exc
+    try:
+        return _scene(tm_scene, path)
+    except NrenderError:
+        raise
+    except Exception as exc:  # trimesh evaluates much of the file lazily, on first use
+        raise SceneError(f"{path}: malformed glTF file ({type(exc).__name__}: {exc})") from exc
+
+
+def _scene(tm_scene: Any, path: Path) -> Scene:
     scene = Scene(
         camera=Camera(position=np.zeros(3), look_at=np.array([0.0, 0.0, -1.0])),
         environment=Environment(kind="constant", radiance=constant_map([1.0, 1.0, 1.0])),
@@ -139,12 +162,14 @@ def load_gltf_scene(path: Path) -> Scene:
             scene.meshes[geometry_name] = mesh_from_trimesh(
                 geometry, smooth=True, source=f"{path}:{geometry_name}"
             )
-            scene.materials[geometry_name] = _material(geometry.visual)
+            scene.materials[geometry_name] = _material(geometry.visual, f"{path}:{geometry_name}")
         m = np.asarray(transform, np.float64)
         if not np.isfinite(m).all() or abs(np.linalg.det(m[:3, :3])) < 1e-12:
             raise SceneError(f"{path}: node {node!r} has a non-finite or singular transform")
+        if world_reach(scene.meshes[geometry_name], m) > MAX_COORDINATE:
+            raise SceneError(f"{path}: node {node!r} reaches beyond {MAX_COORDINATE:g}")
         scene.instances.append(Instance(mesh=geometry_name, material=geometry_name, transform=m))
     if not scene.instances:
         raise SceneError(f"{path}: glTF file has no triangle meshes")
-    scene.camera = _camera(tm_scene)
+    scene.camera = _camera(tm_scene, path)
     return scene

@@ -7,7 +7,6 @@ uses are errors naming the file and the key.
 
 from __future__ import annotations
 
-import json
 import os
 import warnings
 from pathlib import Path
@@ -17,9 +16,10 @@ import numpy as np
 
 from ..errors import ImageError, NeuralMaterialError, SceneError, StaleBakeWarning
 from ..image_io import read_image
+from ..input_files import check_path_text, is_dir, is_file, read_json, resolve_path
 from . import environment as env_maps
 from . import shapes
-from .mesh_io import load_mesh_file
+from .mesh_io import MAX_COORDINATE, MESH_SUFFIXES, load_mesh_file, world_reach
 from .reader import Section
 from .transform import compose
 from .types import (
@@ -41,6 +41,9 @@ MAX_PIXELS = 1 << 26  # 64 Mpixel: the accumulators alone then take 4 GiB
 MAX_SPP = 1 << 20
 MAX_DEPTH = 1024
 MAX_SEGMENTS = 4096
+# Radiance of emitters, and of environments times their scale: the sun is about 1.6e9
+# cd/m^2, and the film's float32 sums of squared samples hold 2^20 samples of 1e9.
+MAX_RADIANCE = 1e9
 
 
 def load_scene(
@@ -57,24 +60,22 @@ def load_scene(
         base = Path(base_dir) if base_dir is not None else Path.cwd()
         return scene_from_dict(source, name="<scene dict>", base_dir=base)
     path = Path(source)
-    if path.is_dir():
+    if problem := check_path_text(str(path)):
+        raise SceneError(f"{path}: {problem}")
+    if is_dir(path):
         path = path / "scene.json"
-    if not path.is_file():
+    if not is_file(path):
         raise SceneError(f"{path}: scene file not found")
     if path.suffix.lower() in (".gltf", ".glb"):
         from .gltf import load_gltf_scene
 
         return load_gltf_scene(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SceneError(f"{path}: cannot read scene file ({exc})") from exc
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
+    if path.suffix.lower() in MESH_SUFFIXES:
         raise SceneError(
-            f"{path}: invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from exc
+            f"{path}: a mesh file is not a scene; name it in a scene's meshes "
+            '({"type": "file", "path": ...}), or render a glTF file (.gltf/.glb) directly'
+        )
+    data = read_json(path, SceneError, "scene file")
     from ..materials.loader import is_material_document
 
     if is_material_document(data):
@@ -127,6 +128,13 @@ def scene_from_dict(data: Any, *, name: str, base_dir: Path) -> Scene:
         reader.instance(Section(value, f"instances[{i}]", name), materials, meshes)
         for i, value in enumerate(root.sequence("instances", []))
     ]
+    for i, instance in enumerate(instances):
+        reach = world_reach(meshes[instance.mesh], instance.transform)
+        if not reach <= MAX_COORDINATE:
+            raise SceneError(
+                f"{name}: instances[{i}]: mesh {instance.mesh!r} placed by its transform "
+                f"reaches {reach:.3g} from the origin, beyond {MAX_COORDINATE:g}"
+            )
     for kind, names, used in (
         ("materials", materials, {i.material for i in instances}),
         ("meshes", meshes, {i.mesh for i in instances}),
@@ -155,10 +163,9 @@ class _SceneReader:
 
     def resolve(self, s: Section, key: str) -> Path:
         rel = s.string(key)
-        if not rel:
-            s.fail("expected a file path, got an empty string", key)
-        path = Path(rel)
-        return path if path.is_absolute() else self.base_dir / path
+        if problem := check_path_text(rel):
+            s.fail(problem, key)
+        return resolve_path(rel, self.base_dir)
 
     # --- camera and settings ----------------------------------------------------------
     def camera(self, s: Section) -> Camera:
@@ -178,6 +185,9 @@ class _SceneReader:
                 )
         if res[0] * res[1] > MAX_PIXELS:
             s.fail(f"{res[0]}x{res[1]} is more than {MAX_PIXELS >> 20} Mpixel", "resolution")
+        for key, point in (("position", position), ("look_at", look_at)):
+            if np.abs(point).max() > MAX_COORDINATE:
+                s.fail(f"coordinates must be within +-{MAX_COORDINATE:g}", key)
         forward = look_at - position
         if np.linalg.norm(forward) == 0:
             s.fail("position and look_at are the same point", "look_at")
@@ -211,10 +221,10 @@ class _SceneReader:
 
     def environment(self, s: Section) -> Environment:
         kind = s.string("type", choices=("constant", "map", "sky"))
-        scale = s.number("scale", 1.0, low=0.0)
+        scale = s.number("scale", 1.0, low=0.0, high=MAX_RADIANCE)
         env = Environment(kind=kind, scale=scale)
         if kind == "constant":
-            env.radiance = env_maps.constant_map(s.color("radiance", 1.0))
+            env.radiance = env_maps.constant_map(s.color("radiance", 1.0, high=MAX_RADIANCE))
         elif kind == "map":
             path = self.resolve(s, "path")
             env.path = str(path)
@@ -223,8 +233,8 @@ class _SceneReader:
                 env.radiance = read_image(path)
             except ImageError as exc:
                 s.fail(str(exc), "path")
-            if (env.radiance < 0).any():
-                s.fail(f"{path}: environment map has negative radiance", "path")
+            if (env.radiance < 0).any() or (env.radiance > MAX_RADIANCE).any():
+                s.fail(f"{path}: environment map radiance must be in [0, {MAX_RADIANCE:g}]", "path")
         else:
             env.rotation = s.number("rotation", 0.0)
             res = s.raw("resolution", [512, 256])
@@ -241,14 +251,16 @@ class _SceneReader:
             if np.linalg.norm(sun) == 0:
                 s.fail("sun_direction must not be zero", "sun_direction")
             env.radiance = env_maps.sky_map(
-                zenith=s.color("zenith", [0.15, 0.3, 0.65]),
-                horizon=s.color("horizon", [0.75, 0.85, 1.0]),
-                ground=s.color("ground", [0.3, 0.28, 0.25]),
+                zenith=s.color("zenith", high=MAX_RADIANCE, default=[0.15, 0.3, 0.65]),
+                horizon=s.color("horizon", high=MAX_RADIANCE, default=[0.75, 0.85, 1.0]),
+                ground=s.color("ground", high=MAX_RADIANCE, default=[0.3, 0.28, 0.25]),
                 sun_direction=sun,
-                sun_radiance=s.color("sun_radiance", [2600.0, 2400.0, 2100.0]),
+                sun_radiance=s.color("sun_radiance", [2600.0, 2400.0, 2100.0], high=MAX_RADIANCE),
                 sun_angle=s.number("sun_angle", 2.0, low=0.05, high=45.0),
                 resolution=(res[0], res[1]),
             )
+        if float(env.radiance.max(initial=0.0)) * scale > MAX_RADIANCE:
+            s.fail(f"radiance times scale must stay <= {MAX_RADIANCE:g}", "scale")
         s.finish()
         return env
 
@@ -287,7 +299,7 @@ class _SceneReader:
         if kind == "neural":
             material = Material(kind="neural")
             material.neural, material.neural_path = self.neural_material(s, "path")
-            material.emission = s.color("emission", [0.0, 0.0, 0.0])
+            material.emission = s.color("emission", [0.0, 0.0, 0.0], high=MAX_RADIANCE)
             s.finish()
             return material
         if kind == "layered":
@@ -295,13 +307,13 @@ class _SceneReader:
             if s.has("neural"):
                 material.neural, material.neural_path = self.neural_material(s, "neural")
                 self.warn_if_stale(s, material)
-            material.emission = s.color("emission", [0.0, 0.0, 0.0])
+            material.emission = s.color("emission", [0.0, 0.0, 0.0], high=MAX_RADIANCE)
             s.finish()
             return material
         material = Material(
             kind=kind,
             albedo=self.texture(s, "albedo", [0.5, 0.5, 0.5]),
-            emission=s.color("emission", [0.0, 0.0, 0.0]),
+            emission=s.color("emission", [0.0, 0.0, 0.0], high=MAX_RADIANCE),
         )
         albedo = material.albedo
         # Image texels are clamped in the shader; explicit colours are checked here.

@@ -8,25 +8,49 @@ from typing import Any
 import numpy as np
 
 from ..errors import SceneError
+from ..input_files import check_path_text, is_file
 from .types import Mesh
 
 MESH_SUFFIXES = (".obj", ".ply", ".stl", ".gltf", ".glb", ".off")
+# 16M triangles (about 1.5 GB of BVH and vertex data on the device) per mesh; a file
+# larger than 2 GiB would take minutes to parse before failing that check anyway.
+MAX_MESH_TRIANGLES = 1 << 24
+MAX_MESH_VERTICES = 1 << 25
+MAX_MESH_FILE_BYTES = 1 << 31
+# Object-space coordinates (and world ones, checked with the instance transform): beyond
+# this, squared distances in the float32 kernels overflow.
+MAX_COORDINATE = 1e8
 
 
 def mesh_from_trimesh(tm: Any, *, smooth: bool, source: str, prefix: str = "") -> Mesh:
     """Convert a trimesh.Trimesh; per-vertex normals only when `smooth`.
 
     Errors read "<prefix><source>: problem"; `prefix` names the scene file and key."""
-    positions = np.asarray(tm.vertices, np.float64)
+    fail = f"{prefix}{source}: mesh"
+    positions = np.asarray(tm.vertices, np.float64).reshape(-1, 3)
     faces = np.asarray(tm.faces, np.int64).reshape(-1, 3)
+    if len(faces) > MAX_MESH_TRIANGLES or len(positions) > MAX_MESH_VERTICES:
+        raise SceneError(
+            f"{fail} has {len(faces)} triangles and {len(positions)} vertices; at most "
+            f"{MAX_MESH_TRIANGLES} and {MAX_MESH_VERTICES} per mesh"
+        )
+    if len(faces) and (faces.min() < 0 or faces.max() >= len(positions)):
+        bad = int(np.argmax(((faces < 0) | (faces >= len(positions))).any(axis=1)))
+        raise SceneError(
+            f"{fail} triangle {bad} refers to vertex {faces[bad].tolist()}, outside "
+            f"0..{len(positions) - 1}"
+        )
     if not np.isfinite(positions).all():
-        raise SceneError(f"{prefix}{source}: mesh has NaN or infinite vertex positions")
+        raise SceneError(f"{fail} has NaN or infinite vertex positions")
+    if len(positions) and np.abs(positions).max() > MAX_COORDINATE:
+        raise SceneError(f"{fail} has vertex coordinates beyond +-{MAX_COORDINATE:g}")
     uv = getattr(getattr(tm, "visual", None), "uv", None)
     uvs = None
-    if uv is not None and len(uv) == len(positions):
-        uvs = np.asarray(uv, np.float64)
-        if not np.isfinite(uvs).all():
-            raise SceneError(f"{prefix}{source}: mesh has NaN or infinite texture coordinates")
+    uv = None if uv is None else np.asarray(uv, np.float64)
+    if uv is not None and uv.ndim == 2 and uv.shape[1] >= 2 and len(uv) == len(positions):
+        uvs = uv[:, :2]
+        if not np.isfinite(uvs).all() or np.abs(uvs).max(initial=0.0) > MAX_COORDINATE:
+            raise SceneError(f"{fail} has NaN, infinite or huge texture coordinates")
     normals = None
     if smooth and len(faces):
         normals = np.asarray(tm.vertex_normals, np.float64)
@@ -40,8 +64,14 @@ def load_mesh_file(path: Path, *, smooth: bool = True, where: str = "") -> Mesh:
     import trimesh
 
     prefix = f"{where}: " if where else ""
-    if not path.is_file():
+    if problem := check_path_text(str(path)):
+        raise SceneError(f"{prefix}{path}: {problem}")
+    if not is_file(path):
         raise SceneError(f"{prefix}mesh file not found: {path}")
+    if path.stat().st_size > MAX_MESH_FILE_BYTES:
+        raise SceneError(
+            f"{prefix}{path}: mesh files are limited to {MAX_MESH_FILE_BYTES >> 30} GiB"
+        )
     if path.suffix.lower() not in MESH_SUFFIXES:
         raise SceneError(
             f"{prefix}{path}: unsupported mesh type '{path.suffix}' "
@@ -54,3 +84,14 @@ def load_mesh_file(path: Path, *, smooth: bool = True, where: str = "") -> Mesh:
     if not hasattr(tm, "faces") or len(tm.faces) == 0:
         raise SceneError(f"{prefix}{path}: mesh has no triangles")
     return mesh_from_trimesh(tm, smooth=smooth, source=str(path), prefix=prefix)
+
+
+def world_reach(mesh: Mesh, transform: np.ndarray) -> float:
+    """The largest world coordinate (absolute) of a mesh's bounding box under `transform`."""
+    if len(mesh.positions) == 0:
+        return 0.0
+    lo, hi = mesh.positions.min(axis=0), mesh.positions.max(axis=0)
+    corners = np.array([[(lo, hi)[(c >> k) & 1][k] for k in range(3)] for c in range(8)])
+    with np.errstate(over="ignore", invalid="ignore"):
+        world = corners @ transform[:3, :3].T + transform[:3, 3]
+    return float(np.abs(world).max())

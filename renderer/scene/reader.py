@@ -14,17 +14,22 @@ from typing import Any, NoReturn
 import numpy as np
 
 from ..errors import SceneError
+from ..input_files import describe_number, safe_float
 
 REQUIRED: Any = object()
+# A million repeats across a surface is already far below a texel per pixel; larger
+# scales only lose float32 precision in the uv arithmetic.
+MAX_UV_SCALE = 1e6
 
 
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, (int, float)):
-        return f"the number {value!r}"
+        return f"the number {describe_number(value)}"
     if isinstance(value, str):
-        return f"the string {value!r}"
+        shown = value if len(value) <= 60 else value[:40] + "..."
+        return f"the string {shown!r}" + (f" ({len(value)} characters)" if shown != value else "")
     if isinstance(value, list):
         return f"a list of {len(value)} items"
     if isinstance(value, dict):
@@ -113,9 +118,10 @@ class Section:
     ) -> float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             self.fail(f"expected a number, got {_kind(value)}", key)
-        value = float(value)
-        if not math.isfinite(value):
-            self.fail(f"expected a finite number, got {value}", key)
+        number = safe_float(value)
+        if number is None or not math.isfinite(number):
+            self.fail(f"expected a finite number, got {describe_number(value)}", key)
+        value = number
         bad_low = low is not None and (value <= low if low_open else value < low)
         bad_high = high is not None and (value >= high if high_open else value > high)
         if bad_low or bad_high:
@@ -139,7 +145,7 @@ class Section:
             else:
                 self.fail(f"expected an integer, got {_kind(value)}", key)
         if (low is not None and value < low) or (high is not None and value > high):
-            self.fail(f"expected an integer in [{low}, {high}], got {value}", key)
+            self.fail(f"expected an integer in [{low}, {high}], got {describe_number(value)}", key)
         return int(value)
 
     def boolean(self, key: str, default: Any = REQUIRED) -> bool:
@@ -170,24 +176,31 @@ class Section:
         for i, item in enumerate(value):
             if isinstance(item, bool) or not isinstance(item, (int, float)):
                 self.fail(f"item {i} must be a number, got {_kind(item)}", key)
-            if not math.isfinite(float(item)):
-                self.fail(f"item {i} must be finite, got {item}", key)
+            number = safe_float(item)
+            if number is None or not math.isfinite(number):
+                self.fail(f"item {i} must be finite, got {describe_number(item)}", key)
         return np.asarray(value, dtype=np.float64)
 
-    def color(self, key: str, default: Any = REQUIRED, *, low: float = 0.0) -> np.ndarray:
+    def color(
+        self, key: str, default: Any = REQUIRED, *, low: float = 0.0, high: float | None = None
+    ) -> np.ndarray:
         """An RGB triple, or one number meaning grey."""
         if self.defaulted(key, default):
             return np.asarray(default, dtype=np.float64)
         value = self.raw(key)
-        return self.check_color(value, key, low=low)
+        return self.check_color(value, key, low=low, high=high)
 
-    def check_color(self, value: Any, key: str | int, *, low: float = 0.0) -> np.ndarray:
+    def check_color(
+        self, value: Any, key: str | int, *, low: float = 0.0, high: float | None = None
+    ) -> np.ndarray:
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             rgb = np.full(3, self.check_number(value, key), dtype=np.float64)
         else:
             rgb = self.check_vector(value, key, 3)
         if (rgb < low).any():
             self.fail(f"colour components must be >= {low:g}, got {rgb.tolist()}", key)
+        if high is not None and (rgb > high).any():
+            self.fail(f"colour components must be <= {high:g}, got {rgb.tolist()}", key)
         return rgb
 
     def color_pair(self, key: str, *, low: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
@@ -198,13 +211,13 @@ class Section:
         return self.check_color(colors[0], key, low=low), self.check_color(colors[1], key, low=low)
 
     def uv_scale(self, key: str, default: float) -> np.ndarray:
-        """A texture's uv repeat: one positive number, or [su, sv]."""
+        """A texture's uv repeat: one positive number, or [su, sv], at most MAX_UV_SCALE."""
         value = self.raw(key, default)
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return np.full(2, self.check_number(value, key, low=0.0, low_open=True))
+            value = [value, value]
         scale = self.check_vector(value, key, 2)
-        if (scale <= 0).any():
-            self.fail("uv scale must be positive", key)
+        if (scale <= 0).any() or (scale > MAX_UV_SCALE).any():
+            self.fail(f"uv scale must be in (0, {MAX_UV_SCALE:g}], got {scale.tolist()}", key)
         return scale
 
     def section(self, key: str, default: Any = REQUIRED) -> Section | None:
