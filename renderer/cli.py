@@ -22,6 +22,7 @@ from .paths import default_scene_path
 from .scene.loader import MAX_PIXELS, MAX_RESOLUTION
 from .scene.types import MATERIAL_MODES, SCHEDULES
 from .version import __version__
+from .viewer import DISPLAY_VIEWS as VIEWER_VIEWS
 
 DEFAULT_COMPARE_SPP = 256
 EXIT_USER_ERROR = 2
@@ -351,6 +352,35 @@ def cmd_bake(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_view(args: argparse.Namespace) -> int:
+    from .viewer.window import check_display
+
+    check_display()  # before the scene loads and kernels compile
+    if args.scale is not None and not 0.05 <= args.scale <= 1.0:
+        raise NrenderError(f"--scale must be in [0.05, 1], got {args.scale}")
+    if args.screenshot:
+        stem = output_stem(args.screenshot)
+        for suffix in (".png", ".exr"):
+            check_writable(stem.with_name(stem.name + suffix))
+    from .device import open_device
+    from .viewer.session import ViewerSession
+    from .viewer.window import Viewer
+
+    scene = _load(args)
+    device = open_device(args.device)
+    scale = args.scale if args.scale is not None else (0.5 if device.kind == "cpu" else 1.0)
+    session = ViewerSession(scene, device, size=scene.camera.resolution, render_scale=scale)
+    if args.materials == "split":
+        session.toggle_split()
+    elif args.materials is not None and args.materials != session.materials:
+        session.toggle_materials()
+    session.set_view(args.view)
+    Viewer(session, title=f"nrender - {scene.source or 'scene'}").run(
+        frames=args.frames, screenshot=args.screenshot
+    )
+    return 0
+
+
 def cmd_info(args: argparse.Namespace) -> int:
     from .render import Renderer
 
@@ -568,6 +598,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser(
+        "view",
+        help="interactive viewer: progressive path tracing, camera, reference/neural compare",
+    )
+    _add_scene_options(p)
+    p.add_argument(
+        "--scale",
+        type=float,
+        help="render resolution as a fraction of the window (default: 0.5 on the CPU, else 1)",
+    )
+    p.add_argument(
+        "--frames",
+        type=_positive,
+        help="show this many frames, then exit (with --screenshot: write it first)",
+    )
+    p.add_argument("--screenshot", help="write PNG + EXR of the picture when the viewer exits")
+    p.add_argument(
+        "--materials",
+        choices=("reference", "neural", "split"),
+        help="start with reference or neural materials, or both side by side",
+    )
+    p.add_argument("--view", choices=VIEWER_VIEWS, default="beauty", help="start in this view")
+    p.set_defaults(func=cmd_view)
 
     p = sub.add_parser("info", help="scene statistics: triangles, BVH, lights, device")
     _add_scene_options(p)

@@ -266,11 +266,11 @@ def mutate_safetensors(data: bytes, rng: random.Random) -> bytes:
             i = rng.randrange(max(1, len(body) - 2))
             body[i : i + 2] = rng.choice([b"\x00\x7e", b"\x00\x7c", b"\xff\xff", b"\xff\x7f"])
         return data[: 8 + size] + bytes(body)
-    meta = header.get("__metadata__", {})
-    if op < 0.7 and meta:
+    meta = header.get("__metadata__", {}) if isinstance(header, dict) else None
+    if op < 0.7 and isinstance(meta, dict) and meta:
         key = rng.choice(sorted(meta))
         try:
-            inner = json.loads(meta[key])
+            inner = json.loads(meta[key]) if isinstance(meta[key], str) else None
         except (ValueError, RecursionError):
             inner = None
         if isinstance(inner, (dict, list)) and rng.random() < 0.8:

@@ -21,7 +21,7 @@ import slangpy as spy
 
 from ..device import RenderDevice, open_device
 from ..layout import INVALID_INDEX
-from ..scene.types import MATERIAL_MODES, SCHEDULES, STRATEGIES, Integrator, Scene
+from ..scene.types import MATERIAL_MODES, SCHEDULES, STRATEGIES, Camera, Integrator, Scene
 from .film import RenderResult
 from .scene_buffers import SceneBuffers
 
@@ -39,13 +39,39 @@ def _float3(v: Any) -> spy.float3:
     return spy.float3(x, y, z)
 
 
+def camera_value(camera: Camera) -> dict[str, Any]:
+    """The `Camera` value of the kernels (scene/camera.slang) for a scene camera."""
+    width, height = camera.resolution
+    forward, right, up = camera.basis()
+    return {
+        "position": _float3(camera.position),
+        "forward": _float3(forward),
+        "right": _float3(right),
+        "up": _float3(up),
+        "tan_half_fov": float(np.tan(np.radians(camera.fov) / 2)),
+        "aspect": width / height,
+        "resolution": spy.uint2(width, height),
+    }
+
+
+def pixel_spread(camera: Camera) -> float:
+    """The ray cone's opening angle: one pixel of the image plane at distance 1."""
+    return float(np.arctan(2.0 * np.tan(np.radians(camera.fov) / 2) / camera.resolution[1]))
+
+
 class RenderJob:
     """One progressive render: call `step()` until `done`, then `result()` (any time)."""
 
-    def __init__(self, renderer: Renderer, settings: Integrator, trace_depths: int = 0) -> None:
+    def __init__(
+        self,
+        renderer: Renderer,
+        settings: Integrator,
+        trace_depths: int = 0,
+        camera: Camera | None = None,
+    ) -> None:
         self.renderer = renderer
         self.settings = settings
-        camera = renderer.scene.camera
+        camera = camera if camera is not None else renderer.scene.camera
         self.width, self.height = camera.resolution
         pixels = self.width * self.height
         device = renderer.device
@@ -56,18 +82,8 @@ class RenderJob:
         self.spp_per_pass = int(np.clip(per_pass, 1, _MAX_SPP_PER_PASS))
         self.spp_done = 0
         self.seconds = 0.0
-        forward, right, up = camera.basis()
-        self.camera = {
-            "position": _float3(camera.position),
-            "forward": _float3(forward),
-            "right": _float3(right),
-            "up": _float3(up),
-            "tan_half_fov": float(np.tan(np.radians(camera.fov) / 2)),
-            "aspect": self.width / self.height,
-            "resolution": spy.uint2(self.width, self.height),
-        }
-        # the ray cone's opening angle: one pixel of the image plane at distance 1
-        self.pixel_spread = float(np.arctan(2.0 * np.tan(np.radians(camera.fov) / 2) / self.height))
+        self.camera = camera_value(camera)
+        self.pixel_spread = pixel_spread(camera)
 
     @property
     def done(self) -> bool:
@@ -169,8 +185,14 @@ class WavefrontJob(RenderJob):
     sorting and the path state traffic. `sorted_keys` keeps, for the first pass, each
     bounce's materials in the order they were shaded (for the coherence benchmark)."""
 
-    def __init__(self, renderer: Renderer, settings: Integrator, trace_depths: int = 0) -> None:
-        super().__init__(renderer, settings, trace_depths)
+    def __init__(
+        self,
+        renderer: Renderer,
+        settings: Integrator,
+        trace_depths: int = 0,
+        camera: Camera | None = None,
+    ) -> None:
+        super().__init__(renderer, settings, trace_depths, camera)
         device = renderer.device
         self.kernels = {
             name: device.kernel(WAVEFRONT_MODULE, name, renderer.defines)
@@ -268,6 +290,7 @@ class Renderer:
         materials: str | None = None,
         trace_depths: int = 0,
         schedule: str = "megakernel",
+        camera: Camera | None = None,
     ) -> RenderJob:
         """A progressive render with the scene's integrator settings, some overridden.
         `materials`: "reference" renders layered materials as their graphs, "neural" as
@@ -276,7 +299,8 @@ class Renderer:
         `schedule`: "megakernel" follows each path to its end in one thread; "wavefront"
         advances all paths a bounce at a time and shades them sorted by material, so GPU
         warps stay coherent (WavefrontJob). The two give the same image (on CUDA, up to
-        the tensor-core decoder's fp16 rounding)."""
+        the tensor-core decoder's fp16 rounding). `camera` replaces the scene's camera
+        (and its resolution) for this job only, as the viewer does."""
         settings = self.scene.integrator
         overrides = {
             k: v
@@ -301,8 +325,8 @@ class Renderer:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if schedule == "wavefront":
-            return WavefrontJob(self, settings, trace_depths)
-        return RenderJob(self, settings, trace_depths)
+            return WavefrontJob(self, settings, trace_depths, camera)
+        return RenderJob(self, settings, trace_depths, camera)
 
     def render(
         self,

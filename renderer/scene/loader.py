@@ -380,31 +380,33 @@ class _SceneReader:
             )
         elif kind == "sphere":
             mesh = shapes.sphere(
-                radius=s.number("radius", 1.0, low=0.0, low_open=True),
+                radius=s.number("radius", 1.0, low=0.0, low_open=True, high=MAX_COORDINATE),
                 segments=s.integer("segments", 64, **segments),
                 rings=s.integer("rings", 32, low=2, high=MAX_SEGMENTS),
                 smooth=s.boolean("smooth", True),
             )
         elif kind == "plane":
             size = s.vector("size", 2, [1.0, 1.0])
-            if (size <= 0).any():
-                s.fail(f"plane size must be positive, got {size.tolist()}", "size")
+            if (size <= 0).any() or (size > MAX_COORDINATE).any():
+                s.fail(
+                    f"plane size must be in (0, {MAX_COORDINATE:g}], got {size.tolist()}", "size"
+                )
             mesh = shapes.plane((float(size[0]), float(size[1])))
         elif kind == "box":
             size = s.vector("size", 3, [1.0, 1.0, 1.0])
-            if (size <= 0).any():
-                s.fail(f"box size must be positive, got {size.tolist()}", "size")
+            if (size <= 0).any() or (size > MAX_COORDINATE).any():
+                s.fail(f"box size must be in (0, {MAX_COORDINATE:g}], got {size.tolist()}", "size")
             mesh = shapes.box(tuple(float(v) for v in size))
         elif kind == "cylinder":
             mesh = shapes.cylinder(
-                radius=s.number("radius", 1.0, low=0.0, low_open=True),
-                height=s.number("height", 2.0, low=0.0, low_open=True),
+                radius=s.number("radius", 1.0, low=0.0, low_open=True, high=MAX_COORDINATE),
+                height=s.number("height", 2.0, low=0.0, low_open=True, high=MAX_COORDINATE),
                 segments=s.integer("segments", 64, **segments),
                 caps=s.boolean("caps", True),
                 smooth=s.boolean("smooth", True),
             )
         else:
-            major = s.number("major_radius", 1.0, low=0.0, low_open=True)
+            major = s.number("major_radius", 1.0, low=0.0, low_open=True, high=MAX_COORDINATE)
             mesh = shapes.torus(
                 major_radius=major,
                 minor_radius=s.number("minor_radius", 0.25, low=0.0, high=major, low_open=True),

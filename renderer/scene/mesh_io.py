@@ -27,8 +27,13 @@ def mesh_from_trimesh(tm: Any, *, smooth: bool, source: str, prefix: str = "") -
 
     Errors read "<prefix><source>: problem"; `prefix` names the scene file and key."""
     fail = f"{prefix}{source}: mesh"
-    positions = np.asarray(tm.vertices, np.float64).reshape(-1, 3)
-    faces = np.asarray(tm.faces, np.int64).reshape(-1, 3)
+    positions = np.asarray(tm.vertices, np.float64)
+    faces = np.asarray(tm.faces, np.int64)
+    if positions.ndim != 2 or positions.shape[1] != 3 or faces.ndim != 2 or faces.shape[1] != 3:
+        raise SceneError(
+            f"{fail} has vertices of shape {list(positions.shape)} and faces of shape "
+            f"{list(faces.shape)}, expected [n, 3] and [m, 3]"
+        )
     if len(faces) > MAX_MESH_TRIANGLES or len(positions) > MAX_MESH_VERTICES:
         raise SceneError(
             f"{fail} has {len(faces)} triangles and {len(positions)} vertices; at most "
