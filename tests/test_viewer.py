@@ -162,7 +162,7 @@ def test_accumulates_and_restarts_small_while_moving(session) -> None:
     session.camera_changed()
     session.step()
     small = session.stats()
-    assert small.spp == 1 and small.resolution == (12, 8)
+    assert small.spp == 1 and small.resolution == (24, 16)
     session.last_change -= 1.0  # the camera has rested
     session.step()
     assert session.stats().resolution == SIZE and session.stats().spp == 1
@@ -309,6 +309,13 @@ def test_window_responds_to_input_and_closes_cleanly(session, display: str) -> N
         for _ in range(3):
             viewer.frame()
         assert set(session.jobs) == {"reference", "neural"}
+        # drag the divider from the middle to a quarter of the width
+        viewer.on_cursor(SIZE[0] / 2 + 1, 10)
+        viewer.on_button(glfw.MOUSE_BUTTON_LEFT, glfw.PRESS, 0)
+        viewer.on_cursor(SIZE[0] / 4, 12)
+        viewer.on_button(glfw.MOUSE_BUTTON_LEFT, glfw.RELEASE, 0)
+        assert session.split_at == pytest.approx(0.25)
+        assert session.stats().spp >= 3  # moving the divider does not restart
         viewer.on_key(glfw.KEY_3, glfw.PRESS, 0)
         viewer.frame()
         assert session.view == "normal"

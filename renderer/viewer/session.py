@@ -24,9 +24,10 @@ from .camera_control import OrbitCamera
 from .debug_views import DebugImage, DebugViews, material_at
 
 TONEMAPPERS = ("clamp", "filmic")
-# While the camera moves, frames render at this fraction of the resolution (each side),
-# and full resolution resumes once nothing has changed for IDLE_SECONDS.
-MOVING_SCALE = {"cpu": 0.25, "cuda": 0.5, "vulkan": 0.5}
+# While the camera moves, frames render at this fraction of the resolution (each side:
+# a quarter of the pixels), and full resolution resumes once nothing has changed for
+# IDLE_SECONDS.
+MOVING_SCALE = 0.5
 IDLE_SECONDS = 0.25
 
 
@@ -79,14 +80,10 @@ class ViewerSession:
         self.restart()
 
     # --- state changes ------------------------------------------------------------------
-    @property
-    def device_kind(self) -> str:
-        return self.renderer.device.kind
-
     def resolution(self) -> tuple[int, int]:
         """The render resolution now: the window's size times the render scale, and
         smaller while the camera moves."""
-        scale = self.render_scale * (MOVING_SCALE.get(self.device_kind, 0.5) if self.moving else 1)
+        scale = self.render_scale * (MOVING_SCALE if self.moving else 1.0)
         return max(1, round(self.size[0] * scale)), max(1, round(self.size[1] * scale))
 
     def restart(self) -> None:
