@@ -62,14 +62,13 @@ def _worker(
 ) -> None:
     limit = int(args.memory_gib * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    workdir = Path(tempfile.mkdtemp(prefix="nrender-fuzz-"))
     targets = fuzzing.load_targets(Path(args.seeds))
-    with fuzzing.cached_materials():
+    with tempfile.TemporaryDirectory(prefix="nrender-fuzz-") as workdir, fuzzing.cached_materials():
         for name, index in cases:
             conn.send(("start", name, index))
             check = render_check if args.render and name in ("scene", "gltf") else None
             result = fuzzing.run_case(
-                targets[name], args.seed, index, workdir, limit=args.limit, check=check
+                targets[name], args.seed, index, Path(workdir), limit=args.limit, check=check
             )
             conn.send(("done", asdict(result)))
     conn.send(("finished",))
@@ -188,25 +187,31 @@ def main() -> int:
     parser.add_argument("--only", help="TARGET:INDEX: run one case here and print it")
     parser.add_argument("--out", type=Path, help="write the counts and findings as JSON")
     args = parser.parse_args()
-    seeds = tempfile.mkdtemp(prefix="nrender-fuzz-seeds-")
-    args.seeds = seeds
     if args.only:
-        name, index = args.only.split(":")
-        targets = fuzzing.make_targets(Path(seeds), shipped_bake=True)
-        workdir = Path(tempfile.mkdtemp(prefix="nrender-fuzz-"))
-        check = render_check if args.render and name in ("scene", "gltf") else None
-        source, data = fuzzing.make_case(targets[name], args.seed, int(index))
-        keep = workdir / source.name
-        keep.write_bytes(data)
-        outcome, detail = fuzzing.classify(targets[name], keep, limit=args.limit, check=check)
-        print(f"{name}:{index} from {source.name} -> {outcome} {detail}\n(case file: {keep})")
-        return 0
-    fuzzing.make_targets(Path(seeds), shipped_bake=True)  # written once, before forking
-    start = time.perf_counter()
-    results = run(args)
+        return rerun_one(args)
+    with tempfile.TemporaryDirectory(prefix="nrender-fuzz-seeds-") as seeds:
+        args.seeds = seeds
+        fuzzing.make_targets(Path(seeds), shipped_bake=True)  # written once, before forking
+        start = time.perf_counter()
+        results = run(args)
     summary = report(results, time.perf_counter() - start, args)
     if args.out:
         args.out.write_text(json.dumps(summary, indent=1) + "\n")
+    return 0
+
+
+def rerun_one(args: argparse.Namespace) -> int:
+    """One case, in this process; its file and the seeds it names are kept to inspect."""
+    name, index = args.only.split(":")
+    # seeds at a path as long as a full run's, so byte-level mutations land alike
+    workdir = Path(tempfile.mkdtemp(prefix="nrender-fuzz-seeds-"))
+    targets = fuzzing.make_targets(workdir, shipped_bake=True)
+    check = render_check if args.render and name in ("scene", "gltf") else None
+    source, data = fuzzing.make_case(targets[name], args.seed, int(index))
+    keep = workdir / f"case-{source.name}"
+    keep.write_bytes(data)
+    outcome, detail = fuzzing.classify(targets[name], keep, limit=args.limit, check=check)
+    print(f"{name}:{index} from {source.name} -> {outcome} {detail}\n(case file: {keep})")
     return 0
 
 
