@@ -12,10 +12,42 @@ Scripting mirrors the CLI:
 Layered materials and their batched evaluation live in `renderer.materials`.
 """
 
+import importlib
+import sys
+import types
+from typing import Any
+
 from .errors import DeviceError, ImageError, MaterialError, NrenderError, SceneError
-from .render import Renderer, RenderJob, RenderResult, render
 from .scene import Scene, load_scene, scene_from_dict
 from .version import __version__
+
+# The renderer needs slangpy (and with it torch): loaded on first use, so that the
+# command line answers --help or a bad flag without waiting seconds for them.
+_RENDER_NAMES = ("Renderer", "RenderJob", "RenderResult")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _RENDER_NAMES:
+        return getattr(importlib.import_module(".render", __name__), name)
+    raise AttributeError(f"module 'renderer' has no attribute {name!r}")
+
+
+class _Package(types.ModuleType):
+    """`renderer.render` names both the subpackage and the one-call render function; as
+    an attribute of the package it is always the function (the import system's own
+    record of the subpackage, made when it first loads, is set aside: the subpackage
+    stays importable by name, `from renderer.render import ...`)."""
+
+    @property
+    def render(self) -> Any:
+        return importlib.import_module(".render.renderer", __name__).render
+
+    @render.setter
+    def render(self, value: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "DeviceError",

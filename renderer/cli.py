@@ -12,14 +12,14 @@ import signal
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
-from .device import DEVICE_CHOICES
-from .errors import NrenderError, NrenderWarning
+from .device_choices import DEVICE_CHOICES
+from .errors import NrenderError, NrenderWarning, one_line
 from .image_io import check_writable, output_stem
 from .neural.architecture import MAX_LEVEL_TEXELS
 from .paths import default_scene_path
-from .scene.loader import MAX_PIXELS, MAX_RESOLUTION
+from .scene.loader import MAX_DEPTH, MAX_PIXELS, MAX_RESOLUTION, MAX_SPP
 from .scene.types import MATERIAL_MODES, SCHEDULES
 from .version import __version__
 from .viewer import DISPLAY_VIEWS as VIEWER_VIEWS
@@ -45,23 +45,58 @@ def _resolution(text: str) -> tuple[int, int]:
     return w, h
 
 
-def _integer_at_least(minimum: int, name: str) -> Any:
-    """An argparse type: an integer >= `minimum`, described as `name` in errors."""
+def _shown(text: str) -> str:
+    """A flag's value for an error message (a 5000-digit number is not echoed whole)."""
+    return repr(text) if len(text) <= 40 else repr(text[:30] + "...") + f" ({len(text)} characters)"
+
+
+def _integer_in(low: int, high: int) -> Any:
+    """An argparse type: an integer in [low, high], the scene format's range for the same
+    setting (so a flag can never ask for what a scene file cannot)."""
 
     def parse(text: str) -> int:
+        expected = f"expected an integer in [{low}, {high}]"
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {name}, got {text!r}") from None
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"expected {name}, got {value}")
+            raise argparse.ArgumentTypeError(f"{expected}, got {_shown(text)}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{expected}, got {_shown(text)}")
         return value
 
     return parse
 
 
-_positive = _integer_at_least(1, "a positive integer")
-_non_negative = _integer_at_least(0, "an integer >= 0")
+def _number_in(low: float, high: float) -> Any:
+    """An argparse type: a finite number in [low, high] (nan and inf are refused)."""
+
+    def parse(text: str) -> float:
+        expected = f"expected a number in [{low:g}, {high:g}]"
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{expected}, got {_shown(text)}") from None
+        if not low <= value <= high:  # False for nan
+            raise argparse.ArgumentTypeError(f"{expected}, got {_shown(text)}")
+        return value
+
+    return parse
+
+
+_positive = _integer_in(1, 2**31 - 1)
+_non_negative = _integer_in(0, 2**31 - 1)
+_spp = _integer_in(1, MAX_SPP)
+_seed = _integer_in(0, 2**32 - 1)
+_max_depth = _integer_in(0, MAX_DEPTH)
+_exposure = _number_in(-64.0, 64.0)
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (the usage is one --help away)."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"nrender: error: {self.prog}: {one_line(message)}", file=sys.stderr)
+        sys.exit(EXIT_USER_ERROR)
 
 
 def _power_of_two(text: str) -> int:
@@ -356,8 +391,6 @@ def cmd_view(args: argparse.Namespace) -> int:
     from .viewer.window import check_display
 
     check_display()  # before the scene loads and kernels compile
-    if args.scale is not None and not 0.05 <= args.scale <= 1.0:
-        raise NrenderError(f"--scale must be in [0.05, 1], got {args.scale}")
     if args.screenshot:
         stem = output_stem(args.screenshot)
         for suffix in (".png", ".exr"):
@@ -473,15 +506,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nrender", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="nrender", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"nrender {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("render", help="path trace a scene to EXR + PNG")
     _add_scene_options(p)
-    p.add_argument("--spp", type=_positive, help="samples per pixel (default: the scene's)")
-    p.add_argument("--seed", type=int, help="random seed (default: the scene's)")
-    p.add_argument("--max-depth", type=int, help="maximum bounces (default: the scene's)")
+    p.add_argument("--spp", type=_spp, help="samples per pixel (default: the scene's)")
+    p.add_argument("--seed", type=_seed, help="random seed (default: the scene's)")
+    p.add_argument("--max-depth", type=_max_depth, help="maximum bounces (default: the scene's)")
     p.add_argument("--strategy", choices=("mis", "nee", "bsdf"), help="light transport estimator")
     p.add_argument(
         "--materials",
@@ -503,7 +536,9 @@ def build_parser() -> argparse.ArgumentParser:
         default="render",
         help="output path; writes <out>.exr (linear, AOVs) and <out>.png (default: render)",
     )
-    p.add_argument("--exposure", type=float, default=0.0, help="PNG exposure in stops (default: 0)")
+    p.add_argument(
+        "--exposure", type=_exposure, default=0.0, help="PNG exposure in stops (default: 0)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_render)
 
@@ -550,7 +585,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="auto",
         help="device evaluating the layered reference (default: auto)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
     p.add_argument(
         "--resume", action="store_true", help="continue from the checkpoint <output>.ckpt"
     )
@@ -579,12 +614,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--spp",
-        type=_positive,
+        type=_spp,
         default=DEFAULT_COMPARE_SPP,
         help=f"samples per pixel of both renders (default: {DEFAULT_COMPARE_SPP})",
     )
     p.add_argument("--res", type=_resolution, metavar="WxH", help="override the resolution")
-    p.add_argument("--seed", type=int, help="random seed (default: the scene's)")
+    p.add_argument("--seed", type=_seed, help="random seed (default: the scene's)")
     p.add_argument(
         "--device",
         choices=DEVICE_CHOICES,
@@ -606,7 +641,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_scene_options(p)
     p.add_argument(
         "--scale",
-        type=float,
+        type=_number_in(0.05, 1.0),
         help="render resolution as a fraction of the window (default: 0.5 on the CPU, else 1)",
     )
     p.add_argument(
@@ -638,9 +673,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--baked",
         help="bench materials: folder of the library's bakes (default: materials/baked)",
     )
-    p.add_argument(
-        "--spp", type=_positive, default=16, help="samples per pixel to time (default: 16)"
-    )
+    p.add_argument("--spp", type=_spp, default=16, help="samples per pixel to time (default: 16)")
     p.add_argument(
         "--bvh-triangles",
         type=_non_negative,

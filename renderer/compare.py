@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from .captions import captioned
 from .errors import NrenderError
 from .image_io import atomic_path, output_stem, write_ldr
 from .render import Renderer, RenderResult
@@ -154,25 +155,13 @@ def compare_scene(
     return Comparison(reference, neural, error_map, report)
 
 
-def _labelled(image: np.ndarray, label: str) -> np.ndarray:
-    """An 8-bit image with a small caption bar on top."""
-    from PIL import Image, ImageDraw
-
-    h, w = image.shape[:2]
-    bar = 14
-    canvas = Image.new("RGB", (w, h + bar), (24, 24, 24))
-    canvas.paste(Image.fromarray(image), (0, bar))
-    ImageDraw.Draw(canvas).text((4, 1), label, fill=(235, 235, 235))
-    return np.asarray(canvas)
-
-
 def side_by_side(comparison: Comparison) -> np.ndarray:
     """reference | neural | FLIP error, 8-bit, captioned."""
     r = comparison.report
     panels = [
-        _labelled(comparison.reference.to_srgb8(), f"reference ({r['spp']} spp)"),
-        _labelled(comparison.neural.to_srgb8(), f"neural  PSNR {r['psnr_db']:.1f} dB"),
-        _labelled(
+        captioned(comparison.reference.to_srgb8(), f"reference ({r['spp']} spp)"),
+        captioned(comparison.neural.to_srgb8(), f"neural  PSNR {r['psnr_db']:.1f} dB"),
+        captioned(
             np.round(np.clip(comparison.flip_map, 0, 1) * 255).astype(np.uint8),
             f"FLIP  mean {r['flip_mean']:.4f}",
         ),

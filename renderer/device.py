@@ -22,11 +22,11 @@ import numpy as np
 import slangpy as spy
 
 from . import cxx_cache
+from .device_choices import DEVICE_CHOICES
 from .errors import DeviceError
 from .layout import struct_dtype, struct_field_names
 from .paths import shader_dir
 
-DEVICE_CHOICES = ("auto", "cpu", "cuda", "vulkan")
 _SPY_TYPES = {
     "cpu": spy.DeviceType.cpu,
     "cuda": spy.DeviceType.cuda,

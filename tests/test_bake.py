@@ -447,3 +447,18 @@ def test_unwritable_output_is_one_clear_error(monkeypatch, tmp_path: Path, capsy
     status = _cli(monkeypatch, str(CONDUCTOR), "-o", str(blocker / "x.nmat"))
     err = capsys.readouterr().err.strip()
     assert status == 2 and err.count("\n") == 0 and "x.nmat" in err, err
+
+
+def test_report_json_is_strict_json(tmp_path: Path) -> None:
+    # Catches: a PSNR of infinity (a level reproduced exactly) written as `Infinity`,
+    # which most JSON parsers (JavaScript's, jq, serde) reject.
+    from renderer.neural.report import write_report
+
+    report = {"metrics": {"psnr_db": float("inf"), "levels": [1.0, float("nan")]}}
+    json_path, _ = write_report(tmp_path / "m.nmat", report, np.zeros((4, 4, 3), np.uint8))
+
+    def refuse(token: str) -> None:
+        raise ValueError(f"non-standard JSON token {token}")
+
+    data = json.loads(json_path.read_text(), parse_constant=refuse)
+    assert data["metrics"] == {"psnr_db": None, "levels": [1.0, None]}

@@ -215,3 +215,49 @@ def test_bench_materials_smoke(tmp_path: Path) -> None:
     assert set(report["scalability"]["ms_per_spp"]) == {"1", "4", "16"}
     assert report["coherence"]["per_depth"][0]["neural_events"] > 0
     assert "Neural vs layered" in (tmp_path / "bench.md").read_text() and "speedup" in proc.stdout
+
+
+BAD_COMMANDS = [
+    # flags outside the scene format's ranges, or not numbers at all
+    ["render", "--seed", "-5"],
+    ["render", "--seed", "9999999999"],
+    ["render", "--max-depth", "-3"],
+    ["render", "--max-depth", "5000"],
+    ["render", "--spp", "99999999999"],
+    ["render", "--spp", "9" * 5000],
+    ["render", "--exposure", "nan"],
+    ["render", "--exposure", "inf"],
+    ["render", "--res", "0x10"],
+    ["render", "--device", "tpu"],
+    ["render", "--bogus"],
+    ["compare", "x.json", "--seed", "-1"],
+    ["bake", "x.json", "--seed", "1.5"],
+    ["view", "--scale", "2"],
+    ["bench", "--spp", "0"],
+    # paths: missing scene, a mesh given as a scene, outputs that cannot be written
+    ["render", "missing.json"],
+    ["render", "mesh.obj"],
+    ["render", "--out", "folder.png"],
+    ["render", "--out", "/proc/nrender/out"],
+]
+
+
+def test_every_bad_flag_and_path_is_one_line_exit_2(tmp_path: Path, monkeypatch, capsys) -> None:
+    # Catches: a flag the scene format would refuse reaching the renderer (a C++
+    # bad_cast for a negative depth, a silent black image for exposure nan), argparse's
+    # two-line usage errors, and an output path found unwritable only after the render.
+    from renderer.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mesh.obj").write_text("v 0 0 0\nv 1 0 0\nv 0 1 0\nf 1 2 3\n")
+    (tmp_path / "folder.png").mkdir()
+    for argv in BAD_COMMANDS:
+        try:
+            status = main(argv)
+        except SystemExit as exc:
+            status = exc.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert status == 2, (argv, err)
+        assert len(err) == 1 and err[0].startswith("nrender: error: "), (argv, err)
+        assert len(err[0]) < 300, (argv, err)
+    assert not list(tmp_path.glob("render.*"))

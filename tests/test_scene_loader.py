@@ -340,3 +340,25 @@ def test_mesh_file_and_gltf_scene(tmp_path: Path) -> None:
     box.export(tmp_path / "box.obj")
     data = broken(["meshes", "s"], {"type": "file", "path": "box.obj"})
     assert load_scene(write_scene(tmp_path, data)).triangle_count == 12
+
+
+def test_gltf_base_colour_texture_without_a_factor(tmp_path: Path) -> None:
+    # Catches: a glTF material with a baseColorTexture but no baseColorFactor (whose
+    # default is white) read as an OBJ material and rendered flat grey.
+    import trimesh
+    from PIL import Image
+
+    box = trimesh.creation.box()
+    box.visual = trimesh.visual.TextureVisuals(
+        uv=np.random.default_rng(1).random((len(box.vertices), 2)),
+        material=trimesh.visual.material.PBRMaterial(
+            baseColorTexture=Image.fromarray(np.full((4, 4, 3), [200, 30, 30], np.uint8))
+        ),
+    )
+    trimesh.Scene(box).export(tmp_path / "red.glb")
+    material = next(iter(load_scene(tmp_path / "red.glb").materials.values()))
+    (stack,) = material.graph.stacks()
+    colour = stack.lobes[0].color
+    assert colour.kind == "image"
+    # sRGB 200 and 30, decoded: the texture as it is, times a white factor
+    np.testing.assert_allclose(colour.image[0, 0], [0.5776, 0.0130, 0.0130], atol=1e-3)

@@ -26,6 +26,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from ..errors import NeuralMaterialError, NrenderError
@@ -81,16 +82,22 @@ class NeuralMaterial:
 
     def evaluate(
         self,
-        uv: torch.Tensor,
-        wi: torch.Tensor,
-        wo: torch.Tensor,
-        level: torch.Tensor | None = None,
-    ) -> torch.Tensor:
-        """[N, 3] f * cos(theta_i) at uv [N, 2] (level [N], default finest)."""
+        uv: torch.Tensor | np.ndarray,
+        wi: torch.Tensor | np.ndarray,
+        wo: torch.Tensor | np.ndarray,
+        level: torch.Tensor | np.ndarray | None = None,
+    ) -> torch.Tensor | np.ndarray:
+        """[N, 3] f * cos(theta_i) at uv [N, 2] (level [N], default finest). Takes what
+        MaterialQueries.evaluate takes, in the same order: numpy arrays give a numpy
+        array back, torch tensors a tensor."""
+        as_numpy = isinstance(uv, np.ndarray)
+        uv, wi, wo = (torch.as_tensor(a, dtype=torch.float32) for a in (uv, wi, wo))
         if level is None:
             level = torch.zeros(len(uv), dtype=torch.long)
+        level = torch.as_tensor(level, dtype=torch.long)
         with torch.no_grad():
-            return self.brdf(self.pyramid()(uv, level), wi, wo)
+            f = self.brdf(self.pyramid()(uv, level), wi, wo)
+        return f.numpy() if as_numpy else f
 
     # --- files -----------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:

@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..captions import caption_bar, captioned
 from ..image_io import LUMINANCE, atomic_path, linear_to_srgb, write_ldr
 from ..materials import MaterialQueries
 from .directions import cosine_hemisphere, uniform_hemisphere
@@ -160,15 +161,26 @@ def lobe_image(material: NeuralMaterial, queries: MaterialQueries, seed: int) ->
             rows.append(
                 [np.clip(tile * scale, 0, 1).reshape(LOBE_SIZE, LOBE_SIZE, 3) for tile in tiles]
             )
+    return lobe_grid(rows)
+
+
+def lobe_grid(rows: list[list[np.ndarray]]) -> np.ndarray:
+    """The lobe tiles as one 8-bit image, each row captioned with its uv and view angle
+    and the columns named at the top (see lobe_columns)."""
     gap = 2
-    h = len(rows) * (LOBE_SIZE + gap) + gap
-    w = 3 * (LOBE_SIZE + gap) + gap
-    canvas = np.full((h, w, 3), 0.15, np.float32)
-    for r, tiles in enumerate(rows):
-        for c, tile in enumerate(tiles):
-            y, x = gap + r * (LOBE_SIZE + gap), gap + c * (LOBE_SIZE + gap)
-            canvas[y : y + LOBE_SIZE, x : x + LOBE_SIZE] = tile
-    return (linear_to_srgb(canvas) * 255 + 0.5).astype(np.uint8)
+    tile = rows[0][0].shape[0]
+    width = len(rows[0]) * (tile + gap) + gap
+    names = lobe_columns()
+    # the columns' first words (reference, neural, sampler): the full names are in the JSON
+    heads = [(gap + c * (tile + gap), n.split(" ")[0]) for c, n in enumerate(names["columns"])]
+    parts = [caption_bar(width, heads)]
+    for label, tiles in zip(names["rows"], rows, strict=True):
+        canvas = np.full((tile + 2 * gap, width, 3), 0.15, np.float32)
+        for c, image in enumerate(tiles):
+            x = gap + c * (tile + gap)
+            canvas[gap : gap + tile, x : x + tile] = image
+        parts.append(captioned((linear_to_srgb(canvas) * 255 + 0.5).astype(np.uint8), label))
+    return np.concatenate(parts, axis=0)
 
 
 def sampler_quality(material: NeuralMaterial, seed: int) -> dict[str, float]:
@@ -257,10 +269,23 @@ def lobe_columns() -> dict[str, Any]:
     }
 
 
+def strict_json(value: Any) -> Any:
+    """`value` with every non-finite float replaced by null: JSON has no Infinity or NaN
+    (Python writes them, most parsers reject them). A PSNR of null means identical."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [strict_json(v) for v in value]
+    return value
+
+
 def write_report(output: Path, report: dict[str, Any], lobes: np.ndarray) -> list[Path]:
     """Write `output`'s X.report.json and X.lobes.png (each through a rename)."""
     json_path, png_path = report_paths(output)
     write_ldr(png_path, lobes)
+    text = json.dumps(strict_json(report), indent=2, allow_nan=False)
     with atomic_path(json_path) as tmp:
-        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.write_text(text + "\n")
     return [json_path, png_path]

@@ -38,8 +38,9 @@ def _material(visual: Any, where: str) -> Material:
     material = getattr(visual, "material", None)
     if material is None:
         return Material(albedo=Texture.constant([0.8, 0.8, 0.8]))
-    factor = getattr(material, "baseColorFactor", None)
-    if factor is None:
+    from trimesh.visual.material import PBRMaterial
+
+    if not isinstance(material, PBRMaterial):
         # Materials from OBJ/MTL carry a plain diffuse colour (sRGB, 0..255).
         diffuse = getattr(material, "diffuse", None)
         rgb = (
@@ -48,7 +49,9 @@ def _material(visual: Any, where: str) -> Material:
             else np.array([0.8, 0.8, 0.8])
         )
         return Material(albedo=Texture.constant(np.clip(rgb, 0.0, 1.0)))
-    factor = np.asarray(factor, np.float64)
+    factor = getattr(material, "baseColorFactor", None)
+    # An absent factor is the specification's default, white (the texture as it is).
+    factor = np.ones(4) if factor is None else np.asarray(factor, np.float64)
     rgb = factor[:3] / 255.0 if factor.dtype.kind in "ui" or factor.max() > 1.0 else factor[:3]
     base = Texture.constant(np.clip(rgb, 0.0, 1.0))
     image = getattr(material, "baseColorTexture", None)
