@@ -84,9 +84,7 @@ def test_sampling_matches_pdf(queries: dict[str, MaterialQueries], name: str) ->
 
 
 @pytest.mark.parametrize("name", [n for n in ALL if n != "dielectric"])
-def test_no_density_below_an_opaque_surface(
-    queries: dict[str, MaterialQueries], name: str
-) -> None:
+def test_no_density_below_an_opaque_surface(queries: dict[str, MaterialQueries], name: str) -> None:
     # Catches: pdf() > 0 below the surface where eval() is 0 and sample() never goes
     # (normal-mapped stacks without layers once integrated 0.1-5% of their pdf there,
     # which the upper-hemisphere histograms of the chi-square test could not see).
