@@ -66,6 +66,44 @@ def test_inside_emissive_diffuse_sphere(cpu, strategy: str) -> None:
     assert_mean_close(result.radiance, result.variance, 1.0 - 0.5**13)
 
 
+@pytest.mark.parametrize("max_depth", [0, 1, 2, 3])
+def test_each_bounce_counts_once(cpu, max_depth: int) -> None:
+    # Catches: a path depth off by one (max_depth d tracing d - 1 or d + 1 bounces), or
+    # NEE and BSDF sampling both counting (or both skipping) the light of the last
+    # bounce. Inside a closed enclosure emitting Le = 0.2 with albedo 0.8, radiance with
+    # up to D scattering events is 1 - 0.8^(D + 1): 0.2, 0.36, 0.488, 0.590, each more
+    # than 100 standard errors from its neighbours at this sample count.
+    scene = load_scene(
+        {
+            "version": 1,
+            "camera": {
+                "position": [0.1, -0.2, 0.3],
+                "look_at": [0, 0, -1],
+                "fov": 90,
+                "resolution": [12, 12],
+            },
+            "integrator": {"spp": 32, "max_depth": max_depth, "rr_depth": 8},
+            "materials": {"wall": {"type": "diffuse", "albedo": 0.8, "emission": 0.2}},
+            "meshes": {
+                "room": {
+                    "type": "sphere",
+                    "smooth": False,
+                    "segments": 16,
+                    "rings": 8,
+                    "flip_normals": True,
+                }
+            },
+            "instances": [{"mesh": "room", "material": "wall"}],
+        }
+    )
+    result = Renderer(scene, cpu).render()
+    expected = {d: 1.0 - 0.8 ** (d + 1) for d in range(6)}
+    assert_mean_close(result.radiance, result.variance, expected[max_depth])
+    se = float(np.sqrt(result.variance.sum()) / result.radiance.size)
+    neighbours = [expected[d] for d in (max_depth - 1, max_depth + 1) if d >= 0]
+    assert all(abs(result.radiance.mean() - e) > 50 * se for e in neighbours)
+
+
 def lit_stage(spp: int) -> dict:
     """Floor, a box and a sphere under a quad light and a sky: both light types matter."""
     return {
