@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from . import json_output
 from .captions import captioned
 from .errors import NrenderError
 from .image_io import atomic_path, output_stem, write_ldr
@@ -197,7 +198,7 @@ def write_comparison(comparison: Comparison, stem: str | Path) -> list[Path]:
     written = [png]
     write_ldr(png, side_by_side(comparison))
     for name, text in (
-        (".json", json.dumps(comparison.report, indent=2) + "\n"),
+        (".json", json_output.dumps(comparison.report, indent=2) + "\n"),
         (".md", markdown(comparison.report, png.name)),
     ):
         path = stem.with_name(stem.name + name)

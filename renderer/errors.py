@@ -12,7 +12,9 @@ MAX_MESSAGE_CHARS = 1000
 def one_line(message: str) -> str:
     """`message` with line breaks and control characters made spaces, and cut in the
     middle to MAX_MESSAGE_CHARS."""
-    flat = re.sub(r"\s*[\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+\s*", " ", message).strip()
+    flat = re.sub(
+        r"\s*[\r\n\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029]+\s*", " ", message
+    ).strip()
     if len(flat) > MAX_MESSAGE_CHARS:
         # Cut the middle: the head names the file, the tail usually says what is wrong.
         cut = f" ...[{len(flat) - MAX_MESSAGE_CHARS + 20} characters]... "

@@ -22,10 +22,11 @@ LUMINANCE = np.array([0.2126, 0.7152, 0.0722])  # Rec. 709 weights of linear RGB
 
 LDR_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tga")
 HDR_SUFFIXES = (".exr", ".hdr")
-# Checked from the file's header before any pixel is decoded: a 16k x 4k environment map
-# fits, a file claiming 40000 x 40000 pixels (6 GB as float32 RGB) does not.
-MAX_IMAGE_SIDE = 16384
-MAX_IMAGE_PIXELS = 1 << 26
+# Checked from the file's header before any pixel is decoded: a 16k x 8k equirectangular
+# environment map (1.5 GB as float32 RGB) fits, a file claiming 40000 x 40000 pixels
+# (19 GB) does not.
+MAX_IMAGE_SIDE = 32768
+MAX_IMAGE_PIXELS = 1 << 27
 
 
 def srgb_to_linear(c: np.ndarray) -> np.ndarray:

@@ -4,7 +4,7 @@ Every loader (scenes, material graphs, `.nmat` files, images, meshes) reads thro
 helpers, so that hostile or broken input ends in one NrenderError naming the file,
 never in a RecursionError, an OSError about a name too long, an integer too large to
 print, or an attempt to allocate gigabytes. The limits are documented with each format
-(scenes/README.md, materials/README.md, docs/neural_runtime.md) and chosen far above
+(scenes/README.md, materials/README.md, docs/baking.md) and chosen far above
 anything a real scene needs.
 """
 

@@ -435,9 +435,11 @@ def _scene_seeds(folder: Path, images: list[Path], meshes: list[Path]) -> list[P
     map, image texture, mesh file)."""
     default = _json_seeds(folder, [REPO / "scenes" / "default" / "scene.json"], False)[0]
     tree = json.loads(default.read_text())
-    tree["environment"] = {"type": "map", "path": str(images[4]), "rotation": 30.0}
-    tree["materials"]["floor"]["albedo"] = {"type": "image", "path": str(images[0])}
-    tree["meshes"]["block"] = {"type": "file", "path": str(meshes[0])}
+    # relative paths: the case files sit beside their seeds, so where the seeds folder is
+    # (and how long its name) changes no byte of a case
+    tree["environment"] = {"type": "map", "path": f"../images/{images[4].name}", "rotation": 30.0}
+    tree["materials"]["floor"]["albedo"] = {"type": "image", "path": f"../images/{images[0].name}"}
+    tree["meshes"]["block"] = {"type": "file", "path": f"../meshes/{meshes[0].name}"}
     tree["camera"]["resolution"] = [32, 18]
     variant = folder / "files_scene.json"
     variant.write_text(json.dumps(tree, indent=1))
@@ -496,7 +498,7 @@ LOADERS: dict[str, tuple[Callable[[bytes, random.Random], bytes], Callable[[Path
 MANIFEST = "seeds.json"
 
 
-def make_targets(folder: Path, *, shipped_bake: bool = False) -> dict[str, Target]:
+def make_targets(folder: Path, *, shipped_bake: bool = True) -> dict[str, Target]:
     """Write the seed files under `folder` (and a manifest naming them); the targets."""
     for sub in ("images", "meshes", "materials", "nmat", "scenes"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
@@ -624,17 +626,22 @@ def classify(
     return "accepted", ""
 
 
+def case_path(source: Path) -> Path:
+    """Where a case made from `source` is written: beside it (relative paths in a seed
+    resolve as they do for the seed), named for this process (workers run side by side)."""
+    return source.with_name(f"case-{os.getpid()}-{source.name}")
+
+
 def run_case(
     target: Target,
     seed: int,
     index: int,
-    workdir: Path,
     *,
     limit: float = 30.0,
     check: Callable[[Any], str | None] | None = None,
 ) -> CaseResult:
     source, data = make_case(target, seed, index)
-    path = workdir / source.name
+    path = case_path(source)
     path.write_bytes(data)
     start = time.perf_counter()
     outcome, detail = classify(target, path, limit=limit, check=check)

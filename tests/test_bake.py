@@ -84,7 +84,7 @@ def test_bake_outputs(tiny_bake) -> None:
     report = json.loads(out.with_name("conductor.report.json").read_text())
     held = report["metrics"]["heldout"]
     for key in ("psnr_db", "psnr_tonemapped_db", "log_l1", "reference_noise_psnr_db"):
-        # null: an infinite PSNR (JSON has no Infinity; see report.strict_json)
+        # null: an infinite PSNR (JSON has no Infinity; see renderer/json_output.py)
         assert held[key] is None or np.isfinite(held[key])
     sampler = report["metrics"]["sampler"]
     assert {"kl_learned", "kl_cosine", "chi2_learned", "chi2_cosine"} <= set(sampler)

@@ -30,7 +30,7 @@ def test_loader_survives_mutated_files(
     results = []
     with fuzzing.cached_materials():
         for index in range(CASES[name]):
-            results.append(fuzzing.run_case(targets[name], SEED, index, tmp_path, limit=20.0))
+            results.append(fuzzing.run_case(targets[name], SEED, index, limit=20.0))
     findings = [r for r in results if r.outcome not in fuzzing.GOOD_OUTCOMES]
     assert not findings, "\n".join(
         f"{r.target}:{r.index} (from {r.seed_file}, NRENDER_FUZZ_SEED={SEED}) -> {r.outcome}: "

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import struct
 import time
+import warnings
 import zlib
 from pathlib import Path
 
@@ -29,8 +30,8 @@ from renderer.image_io import MAX_IMAGE_PIXELS, MAX_IMAGE_SIDE, read_image, writ
 from renderer.input_files import MAX_JSON_DEPTH, MAX_PATH_CHARS
 from renderer.materials import load_material
 from renderer.neural.nmat import NeuralMaterial
-from renderer.scene.loader import MAX_RADIANCE
 from renderer.scene.mesh_io import MAX_COORDINATE, load_mesh_file
+from renderer.scene.types import MAX_RADIANCE
 
 
 def small_scene(**changes: object) -> dict:
@@ -204,11 +205,17 @@ def test_absurd_image_sizes_fail_from_the_header(tmp_path: Path) -> None:
     exr.write_bytes(data[:at] + struct.pack("<iiii", 0, 0, 39999, 39999) + data[at + 16 :])
     one_line_error(ImageError, read_image, exr, names="big.exr: image size 40000x40000")
     assert time.perf_counter() - start < 5.0  # nothing was decoded
-    # 81 Mpixel: past our cap, below Pillow's own warning threshold (89 Mpixel).
-    assert MAX_IMAGE_SIDE >= 9000 and MAX_IMAGE_PIXELS < 9000 * 9000
-    one_line_error(
-        ImageError, read_image, png_claiming(tmp_path / "wide.png", 9000, 9000), names="Mpixel"
-    )
+    # 144 Mpixel: past our cap, below Pillow's own error threshold (179 Mpixel), so it is
+    # our check that answers.
+    assert MAX_IMAGE_SIDE >= 12000 and MAX_IMAGE_PIXELS < 12000 * 12000 < 178956970
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # Pillow warns above 89 Mpixel
+        one_line_error(
+            ImageError,
+            read_image,
+            png_claiming(tmp_path / "wide.png", 12000, 12000),
+            names="Mpixel",
+        )
 
 
 # --- scenes that load render finite pixels ----------------------------------------------
@@ -229,9 +236,10 @@ def test_extreme_but_valid_scenes_render_finite(cpu, tmp_path: Path) -> None:
     scene["meshes"]["panel"] = {"type": "file", "path": str(tiny), "smooth": False}
     scene["instances"][1]["transform"] = {"translate": [0, 2, 0]}
     finite_render(scene, cpu)
-    scene = small_scene(environment={"type": "constant", "radiance": 1e6, "scale": 1e3})
+    scene = small_scene(environment={"type": "constant", "radiance": 1e6, "scale": 1e6})
+    scene["materials"]["lamp"]["emission"] = MAX_RADIANCE  # the visible panel, at the limit
     finite_render(scene, cpu)
-    scene["environment"]["scale"] = 1e4
+    scene["environment"]["scale"] = 1e7
     one_line_error(SceneError, load_scene, scene, names="environment.scale")
     scene = small_scene()
     scene["camera"]["fov"] = 1e-9
@@ -239,12 +247,20 @@ def test_extreme_but_valid_scenes_render_finite(cpu, tmp_path: Path) -> None:
     finite_render(scene, cpu)
 
 
-def test_absurd_emission_is_rejected() -> None:
+def test_absurd_emission_is_rejected(tmp_path: Path) -> None:
     # Catches: emission that overflows float32 power sums being accepted (the light
-    # distribution then holds inf and every NEE sample is NaN).
+    # distribution then holds inf and every NEE sample is NaN), in a scene file or in a
+    # glTF material's emissiveFactor.
+    import trimesh
+
     scene = small_scene()
     scene["materials"]["lamp"]["emission"] = 1e30
     one_line_error(SceneError, load_scene, scene, names="materials.lamp.emission")
+    box = trimesh.creation.box()
+    material = trimesh.visual.material.PBRMaterial(emissiveFactor=[1e30, 1e30, 1e30])
+    box.visual = trimesh.visual.TextureVisuals(material=material)
+    trimesh.Scene(box).export(tmp_path / "bright.glb")
+    one_line_error(SceneError, load_scene, tmp_path / "bright.glb", names="emissiveFactor")
 
 
 def test_nmat_with_nan_latents_is_rejected(tmp_path: Path) -> None:

@@ -43,13 +43,22 @@ def test_orbit_keeps_the_distance_to_the_target() -> None:
     assert np.allclose(camera.look_at, np.ones(3))
 
 
-def test_round_trip_from_a_scene_camera() -> None:
+@pytest.mark.parametrize("up", [(0.0, 1.0, 0.0), (0.0, 0.0, 1.0), (0.3, 0.9, 0.1)])
+def test_round_trip_from_a_scene_camera(up: tuple[float, float, float]) -> None:
     # Catches: a yaw or pitch sign error that turns the viewer's first frame away from
-    # the scene's camera.
-    camera = Camera(position=np.array([-3.0, 1.5, 2.0]), look_at=np.array([0.5, 0.2, -1.0]))
-    again = OrbitCamera.from_camera(camera).to_camera()
+    # the scene's camera, or a Z-up (or rolled) camera opened, and saved back, as Y-up.
+    camera = Camera(
+        position=np.array([-3.0, 1.5, 2.0]), look_at=np.array([0.5, 0.2, -1.0]), up=np.array(up)
+    )
+    orbit = OrbitCamera.from_camera(camera)
+    again = orbit.to_camera()
     assert np.allclose(again.position, camera.position)
     assert np.allclose(again.look_at, camera.look_at)
+    assert np.allclose(again.basis()[2], camera.basis()[2])  # the same image up
+    before = np.linalg.norm(orbit.position() - orbit.target)
+    orbit.orbit(50, 20)
+    assert np.linalg.norm(orbit.position() - orbit.target) == pytest.approx(before)
+    assert np.allclose(orbit.to_camera().up, np.array(up) / np.linalg.norm(up))
 
 
 def test_pan_keeps_the_view_direction_and_follows_the_cursor() -> None:

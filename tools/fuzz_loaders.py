@@ -63,12 +63,12 @@ def _worker(
     limit = int(args.memory_gib * (1 << 30))
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     targets = fuzzing.load_targets(Path(args.seeds))
-    with tempfile.TemporaryDirectory(prefix="nrender-fuzz-") as workdir, fuzzing.cached_materials():
+    with fuzzing.cached_materials():
         for name, index in cases:
             conn.send(("start", name, index))
             check = render_check if args.render and name in ("scene", "gltf") else None
             result = fuzzing.run_case(
-                targets[name], args.seed, index, Path(workdir), limit=args.limit, check=check
+                targets[name], args.seed, index, limit=args.limit, check=check
             )
             conn.send(("done", asdict(result)))
     conn.send(("finished",))
@@ -191,7 +191,7 @@ def main() -> int:
         return rerun_one(args)
     with tempfile.TemporaryDirectory(prefix="nrender-fuzz-seeds-") as seeds:
         args.seeds = seeds
-        fuzzing.make_targets(Path(seeds), shipped_bake=True)  # written once, before forking
+        fuzzing.make_targets(Path(seeds))  # written once, before forking
         start = time.perf_counter()
         results = run(args)
     summary = report(results, time.perf_counter() - start, args)
@@ -203,12 +203,11 @@ def main() -> int:
 def rerun_one(args: argparse.Namespace) -> int:
     """One case, in this process; its file and the seeds it names are kept to inspect."""
     name, index = args.only.split(":")
-    # seeds at a path as long as a full run's, so byte-level mutations land alike
     workdir = Path(tempfile.mkdtemp(prefix="nrender-fuzz-seeds-"))
-    targets = fuzzing.make_targets(workdir, shipped_bake=True)
+    targets = fuzzing.make_targets(workdir)
     check = render_check if args.render and name in ("scene", "gltf") else None
     source, data = fuzzing.make_case(targets[name], args.seed, int(index))
-    keep = workdir / f"case-{source.name}"
+    keep = fuzzing.case_path(source)
     keep.write_bytes(data)
     outcome, detail = fuzzing.classify(targets[name], keep, limit=args.limit, check=check)
     print(f"{name}:{index} from {source.name} -> {outcome} {detail}\n(case file: {keep})")

@@ -26,7 +26,6 @@ Written next to the output as `X.report.json` and `X.lobes.png`:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import json_output
 from ..captions import caption_bar, captioned
 from ..image_io import LUMINANCE, atomic_path, linear_to_srgb, write_ldr
 from ..materials import MaterialQueries
@@ -269,23 +269,11 @@ def lobe_columns() -> dict[str, Any]:
     }
 
 
-def strict_json(value: Any) -> Any:
-    """`value` with every non-finite float replaced by null: JSON has no Infinity or NaN
-    (Python writes them, most parsers reject them). A PSNR of null means identical."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: strict_json(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [strict_json(v) for v in value]
-    return value
-
-
 def write_report(output: Path, report: dict[str, Any], lobes: np.ndarray) -> list[Path]:
     """Write `output`'s X.report.json and X.lobes.png (each through a rename)."""
     json_path, png_path = report_paths(output)
     write_ldr(png_path, lobes)
-    text = json.dumps(strict_json(report), indent=2, allow_nan=False)
+    text = json_output.dumps(report, indent=2)
     with atomic_path(json_path) as tmp:
         tmp.write_text(text + "\n")
     return [json_path, png_path]

@@ -22,7 +22,7 @@ from ..errors import NrenderError, SceneError
 from ..image_io import check_image_size, srgb_to_linear
 from .environment import constant_map
 from .mesh_io import MAX_COORDINATE, mesh_from_trimesh, world_reach
-from .types import Camera, Environment, Instance, Material, Scene, Texture
+from .types import MAX_RADIANCE, Camera, Environment, Instance, Material, Scene, Texture
 
 DEFAULT_HEIGHT = 480
 
@@ -62,6 +62,8 @@ def _material(visual: Any, where: str) -> Material:
     emission = np.zeros(3) if emissive is None else np.asarray(emissive, np.float64)[:3]
     if emission.shape != (3,) or not np.isfinite(emission).all():
         raise SceneError(f"{where}: emissiveFactor must be three finite numbers")
+    if (emission > MAX_RADIANCE).any():
+        raise SceneError(f"{where}: emissiveFactor must be at most {MAX_RADIANCE:g}")
     return Material(
         kind="layered",
         graph=metallic_roughness_graph(material, base, where),

@@ -24,6 +24,7 @@ from .reader import Section
 from .transform import compose
 from .types import (
     MATERIAL_MODES,
+    MAX_RADIANCE,
     STRATEGIES,
     Camera,
     Environment,
@@ -41,9 +42,6 @@ MAX_PIXELS = 1 << 26  # 64 Mpixel: the accumulators alone then take 4 GiB
 MAX_SPP = 1 << 20
 MAX_DEPTH = 1024
 MAX_SEGMENTS = 4096
-# Radiance of emitters, and of environments times their scale: the sun is about 1.6e9
-# cd/m^2, and the film's float32 sums of squared samples hold 2^20 samples of 1e9.
-MAX_RADIANCE = 1e9
 
 
 def load_scene(

@@ -16,6 +16,10 @@ from ..materials.texture import Texture
 
 STRATEGIES = ("mis", "nee", "bsdf")
 MATERIAL_MODES = ("reference", "neural")
+# Radiance of emitters, and of environments times their scale (the sun's luminance is
+# about 1.6e9 cd/m^2, so physical units fit): the film's float32 sums of squared samples
+# still hold 2^20 samples of 1e12 (1e30, against a float32 maximum of 3e38).
+MAX_RADIANCE = 1e12
 SCHEDULES = ("megakernel", "wavefront")  # how the path tracer is dispatched (render/renderer.py)
 
 

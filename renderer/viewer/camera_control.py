@@ -1,10 +1,10 @@
 """The viewer's camera: orbit about a target, pan, zoom, fly, and frame a bounding box.
 
-An orbit camera is a target point, a distance from it and two angles (yaw about +Y, pitch
-above the XZ plane), so that orbiting keeps the distance and panning keeps the view
-direction by construction. It converts to and from the scene's `Camera` (position,
-look_at, up, fov) for rendering and for saving back to a scene file. +Y is up, as in the
-scene format.
+An orbit camera is a target point, a distance from it and two angles (yaw about the
+camera's up direction, pitch above the plane across it), so that orbiting keeps the
+distance and panning keeps the view direction by construction. It converts to and from
+the scene's `Camera` (position, look_at, up, fov) for rendering and for saving back to a
+scene file; the scene's up (+Y by default, +Z in a Z-up scene) stays the up.
 """
 
 from __future__ import annotations
@@ -21,6 +21,16 @@ ORBIT_PER_PIXEL = 0.005
 ZOOM_PER_STEP = 0.9
 MAX_PITCH = math.radians(89.0)  # at +-90 the view direction is parallel to up
 MIN_DISTANCE = 1e-4
+
+
+def _orbit_axes(up: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """An orthonormal (across, up, toward) frame for yaw and pitch; for up = +Y it is
+    (+X, +Y, +Z), so yaw 0 looks along -Z as in the scene format."""
+    up = np.asarray(up, np.float64) / np.linalg.norm(up)
+    toward = np.array([0.0, 0.0, 1.0]) if abs(up[2]) < 0.9 else np.array([0.0, -1.0, 0.0])
+    toward = toward - (toward @ up) * up
+    toward /= np.linalg.norm(toward)
+    return np.cross(up, toward), up, toward
 
 
 @dataclass
@@ -41,8 +51,11 @@ class OrbitCamera:
         target = np.asarray(camera.look_at, np.float64)
         offset = np.asarray(camera.position, np.float64) - target
         distance = float(np.linalg.norm(offset))
-        yaw = math.atan2(offset[0], offset[2])
-        pitch = math.asin(float(np.clip(offset[1] / distance, -1.0, 1.0)))
+        up = np.asarray(camera.up, np.float64)
+        up = up / np.linalg.norm(up)
+        across, _, toward = _orbit_axes(up)
+        yaw = math.atan2(offset @ across, offset @ toward)
+        pitch = math.asin(float(np.clip(offset @ up / distance, -1.0, 1.0)))
         return OrbitCamera(
             target=target.copy(),
             distance=distance,
@@ -51,13 +64,19 @@ class OrbitCamera:
             fov=float(camera.fov),
             resolution=tuple(camera.resolution),
             fly_speed=max(distance, MIN_DISTANCE),
+            up=up,
         )
 
     # --- where it is ----------------------------------------------------------------
     def direction(self) -> np.ndarray:
         """Unit vector from the target to the camera."""
+        across, up, toward = _orbit_axes(self.up)
         cp = math.cos(self.pitch)
-        return np.array([cp * math.sin(self.yaw), math.sin(self.pitch), cp * math.cos(self.yaw)])
+        return (
+            (cp * math.sin(self.yaw)) * across
+            + math.sin(self.pitch) * up
+            + (cp * math.cos(self.yaw)) * toward
+        )
 
     def position(self) -> np.ndarray:
         return self.target + self.distance * self.direction()
@@ -106,7 +125,7 @@ class OrbitCamera:
     def fly(self, forward: float, right: float, up: float, seconds: float) -> None:
         """Move camera and target together (WASD/QE) at fly_speed for `seconds`."""
         f, r, _ = self.basis()
-        step = (f * forward + r * right + np.array([0.0, 1.0, 0.0]) * up) * self.fly_speed
+        step = (f * forward + r * right + self.up * up) * self.fly_speed
         self.target = self.target + step * seconds
 
     def frame(self, lo: np.ndarray, hi: np.ndarray) -> None:

@@ -8,6 +8,7 @@ frame (see docs/viewer.md for what that costs and when it matters).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from pathlib import Path
@@ -176,7 +177,9 @@ class Viewer:
         elif key in (glfw.KEY_MINUS, glfw.KEY_KP_SUBTRACT):
             s.exposure -= 0.5
         elif key == glfw.KEY_P:
-            self.screenshot()
+            # a failure is shown in the HUD's status line; the viewer carries on
+            with contextlib.suppress(NrenderError):
+                self.screenshot()
         elif key == glfw.KEY_J:
             import json
 
@@ -234,6 +237,8 @@ class Viewer:
         def held(key: int) -> float:
             return 1.0 if glfw.get_key(self.window, key) == glfw.PRESS else 0.0
 
+        if held(glfw.KEY_LEFT_CONTROL) or held(glfw.KEY_RIGHT_CONTROL):
+            return  # Ctrl+S saves the camera; it must not also fly backwards
         forward = held(glfw.KEY_W) - held(glfw.KEY_S)
         right = held(glfw.KEY_D) - held(glfw.KEY_A)
         up = held(glfw.KEY_E) - held(glfw.KEY_Q)
@@ -244,9 +249,12 @@ class Viewer:
 
     # --- actions ------------------------------------------------------------------------
     def screenshot(self, path: str | Path | None = None) -> list[Path]:
-        if path is None:
-            self.screenshots += 1
-            path = Path(f"nrender-view-{self.screenshots:03d}.png")
+        if path is None:  # the first unused number: earlier sessions' shots stay
+            while True:
+                self.screenshots += 1
+                path = Path(f"nrender-view-{self.screenshots:03d}.png")
+                if not path.exists() and not path.with_suffix(".exr").exists():
+                    break
         try:
             written = self.session.screenshot(path)
         except NrenderError as exc:
