@@ -169,3 +169,38 @@ def test_t_max_limits_hits(cpu) -> None:
     assert hits.triangle.tolist() == [0, -1]
     assert hits.t[0] == pytest.approx(2.0)
     assert q.occluded(o, d, t_max=np.array([3.0, 1.5], np.float32)).tolist() == [True, False]
+
+
+def nested_triangles(count: int) -> np.ndarray:
+    """Triangles sharing a corner, each half the size of the last: SAH peels them off one
+    or two at a time, the worst case for depth."""
+    scale = 0.5 ** np.arange(count)[:, None, None]
+    tri = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0]], np.float64)
+    return (tri[None] * scale).astype(np.float32)
+
+
+def test_deep_input_fits_the_traversal_stack(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Catches: a tree deeper than the traversal stack, whose extra subtrees the kernel
+    # silently skipped (missing geometry). With the stack cut to 20 entries, 120 nested
+    # triangles must still build within it.
+    from renderer.accel import bvh as bvh_module
+
+    tris = nested_triangles(120)  # 0.5^120 still a normal float32
+    free = build_bvh(tris.min(axis=1), tris.max(axis=1), max_leaf_size=1)
+    monkeypatch.setattr(bvh_module, "BVH_STACK_SIZE", 20)
+    assert free.depth > 20  # the input is deep where nothing bounds it
+    bounded = build_bvh(tris.min(axis=1), tris.max(axis=1), max_leaf_size=1)
+    assert bounded.depth <= 20
+    check_invariants(bounded, tris.min(axis=1), tris.max(axis=1))
+
+
+def test_stack_size_matches_the_kernel() -> None:
+    # Catches: the host's bound and the kernel's stack drifting apart.
+    import re
+
+    from conftest import REPO
+
+    from renderer.accel.bvh import BVH_STACK_SIZE
+
+    source = (REPO / "shaders" / "scene" / "geometry.slang").read_text()
+    assert int(re.search(r"BVH_STACK_SIZE = (\d+);", source).group(1)) == BVH_STACK_SIZE

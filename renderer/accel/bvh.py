@@ -12,13 +12,18 @@ node are consecutive, leaves index a contiguous run of the primitive order.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 
 import numpy as np
 
-# Depth after which nodes split at the median: bounds the depth (and the traversal stack
-# of 64 entries) whatever the input, e.g. thousands of identical triangles.
+# BVH_STACK_SIZE of shaders/scene/geometry.slang: the traversal stack holds one entry per
+# level, so a tree deeper than this would have subtrees the traversal cannot reach.
+BVH_STACK_SIZE = 64
+# Depth after which nodes split at the median (halving their primitives), whatever SAH
+# prefers: e.g. thousands of identical triangles, or nested ones that SAH peels one by
+# one. Lowered for large inputs so that median + log2(N) levels fit the stack.
 _MEDIAN_SPLIT_DEPTH = 36
 _TRAVERSAL_COST = 1.0  # relative to one triangle test
 
@@ -145,6 +150,8 @@ def build_bvh(
     node_first = np.zeros(capacity, np.uint32)
     node_count = np.zeros(capacity, np.uint32)
     order = np.arange(n, dtype=np.int64)
+    # From here every level at least halves a node: at most ceil(log2 n) more levels.
+    median_depth = min(_MEDIAN_SPLIT_DEPTH, BVH_STACK_SIZE - 2 - math.ceil(math.log2(max(n, 2))))
     if n == 0:
         return Bvh(
             node_min[:0],
@@ -191,7 +198,7 @@ def build_bvh(
         with np.errstate(invalid="ignore", divide="ignore"):
             split_cost = _TRAVERSAL_COST + best_cost / np.where(node_area > 0, node_area, 1.0)
         make_leaf = (counts <= max_leaf_size) & (split_cost >= counts)
-        median = ~make_leaf & (~np.isfinite(best_cost) | (depth >= _MEDIAN_SPLIT_DEPTH))
+        median = ~make_leaf & (~np.isfinite(best_cost) | (depth >= median_depth))
         node_first[ids[make_leaf]] = starts[make_leaf]
         node_count[ids[make_leaf]] = counts[make_leaf]
 
@@ -222,6 +229,8 @@ def build_bvh(
         starts = np.stack([s_start, s_start + s_left], axis=1).reshape(-1)
         counts = np.stack([s_left, s_count - s_left], axis=1).reshape(-1)
 
+    if depth > BVH_STACK_SIZE:  # the bound above makes this unreachable; never render it
+        raise RuntimeError(f"BVH of depth {depth} exceeds the traversal stack ({BVH_STACK_SIZE})")
     return Bvh(
         node_min[:next_id].copy(),
         node_max[:next_id].copy(),
