@@ -50,14 +50,15 @@ def _shown(text: str) -> str:
     return repr(text) if len(text) <= 40 else repr(text[:30] + "...") + f" ({len(text)} characters)"
 
 
-def _integer_in(low: int, high: int) -> Any:
-    """An argparse type: an integer in [low, high], the scene format's range for the same
-    setting (so a flag can never ask for what a scene file cannot)."""
+def _in_range(convert: Any, low: float, high: float, kind: str) -> Any:
+    """An argparse type: `convert(text)` (int or float) in [low, high], the scene format's
+    range for the same setting, so a flag can never ask for what a scene file cannot.
+    nan fails the range test, so it is refused too."""
 
-    def parse(text: str) -> int:
-        expected = f"expected an integer in [{low}, {high}]"
+    def parse(text: str) -> Any:
+        expected = f"expected {kind} in [{low}, {high}]"
         try:
-            value = int(text)
+            value = convert(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{expected}, got {_shown(text)}") from None
         if not low <= value <= high:
@@ -67,20 +68,12 @@ def _integer_in(low: int, high: int) -> Any:
     return parse
 
 
+def _integer_in(low: int, high: int) -> Any:
+    return _in_range(int, low, high, "an integer")
+
+
 def _number_in(low: float, high: float) -> Any:
-    """An argparse type: a finite number in [low, high] (nan and inf are refused)."""
-
-    def parse(text: str) -> float:
-        expected = f"expected a number in [{low:g}, {high:g}]"
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{expected}, got {_shown(text)}") from None
-        if not low <= value <= high:  # False for nan
-            raise argparse.ArgumentTypeError(f"{expected}, got {_shown(text)}")
-        return value
-
-    return parse
+    return _in_range(float, low, high, "a number")
 
 
 _positive = _integer_in(1, 2**31 - 1)

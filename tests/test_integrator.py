@@ -35,21 +35,21 @@ def test_convex_sphere_in_white_furnace(furnace: Renderer, strategy: str, max_de
     np.testing.assert_array_equal(result.radiance[background], 1.0)
 
 
-@pytest.mark.parametrize("strategy", ["mis", "nee", "bsdf"])
-def test_inside_emissive_diffuse_sphere(cpu, strategy: str) -> None:
-    # Inside a closed diffuse enclosure emitting Le with albedo a, radiance is
-    # Le * (1 + a + ... + a^D) for paths of up to D bounces: 1 - 0.5^(D+1) here.
-    scene = load_scene(
+def enclosure(albedo: float, emission: float, max_depth: int, rr_depth: int, size: int):
+    """The camera inside a closed diffuse sphere emitting `emission` with `albedo`: every
+    bounce sees the same radiance, so with up to D bounces it is
+    Le * (1 + a + ... + a^D) exactly."""
+    return load_scene(
         {
             "version": 1,
             "camera": {
                 "position": [0.1, -0.2, 0.3],
                 "look_at": [0, 0, -1],
                 "fov": 90,
-                "resolution": [16, 16],
+                "resolution": [size, size],
             },
-            "integrator": {"spp": 32, "max_depth": 12, "rr_depth": 3},
-            "materials": {"wall": {"type": "diffuse", "albedo": 0.5, "emission": 0.5}},
+            "integrator": {"spp": 32, "max_depth": max_depth, "rr_depth": rr_depth},
+            "materials": {"wall": {"type": "diffuse", "albedo": albedo, "emission": emission}},
             "meshes": {
                 "room": {
                     "type": "sphere",
@@ -62,6 +62,12 @@ def test_inside_emissive_diffuse_sphere(cpu, strategy: str) -> None:
             "instances": [{"mesh": "room", "material": "wall"}],
         }
     )
+
+
+@pytest.mark.parametrize("strategy", ["mis", "nee", "bsdf"])
+def test_inside_emissive_diffuse_sphere(cpu, strategy: str) -> None:
+    # Le = 0.5, a = 0.5, D = 12: 1 - 0.5^13.
+    scene = enclosure(0.5, 0.5, max_depth=12, rr_depth=3, size=16)
     result = Renderer(scene, cpu).render(strategy=strategy)
     assert_mean_close(result.radiance, result.variance, 1.0 - 0.5**13)
 
@@ -70,32 +76,10 @@ def test_inside_emissive_diffuse_sphere(cpu, strategy: str) -> None:
 def test_each_bounce_counts_once(cpu, max_depth: int) -> None:
     # Catches: a path depth off by one (max_depth d tracing d - 1 or d + 1 bounces), or
     # NEE and BSDF sampling both counting (or both skipping) the light of the last
-    # bounce. Inside a closed enclosure emitting Le = 0.2 with albedo 0.8, radiance with
-    # up to D scattering events is 1 - 0.8^(D + 1): 0.2, 0.36, 0.488, 0.590, each more
-    # than 100 standard errors from its neighbours at this sample count.
-    scene = load_scene(
-        {
-            "version": 1,
-            "camera": {
-                "position": [0.1, -0.2, 0.3],
-                "look_at": [0, 0, -1],
-                "fov": 90,
-                "resolution": [12, 12],
-            },
-            "integrator": {"spp": 32, "max_depth": max_depth, "rr_depth": 8},
-            "materials": {"wall": {"type": "diffuse", "albedo": 0.8, "emission": 0.2}},
-            "meshes": {
-                "room": {
-                    "type": "sphere",
-                    "smooth": False,
-                    "segments": 16,
-                    "rings": 8,
-                    "flip_normals": True,
-                }
-            },
-            "instances": [{"mesh": "room", "material": "wall"}],
-        }
-    )
+    # bounce. With Le = 0.2 and albedo 0.8 the enclosure's radiance with up to D
+    # scattering events is 1 - 0.8^(D + 1): 0.2, 0.36, 0.488, 0.590, each more than 100
+    # standard errors from its neighbours at this sample count.
+    scene = enclosure(0.8, 0.2, max_depth=max_depth, rr_depth=8, size=12)
     result = Renderer(scene, cpu).render()
     expected = {d: 1.0 - 0.8 ** (d + 1) for d in range(6)}
     assert_mean_close(result.radiance, result.variance, expected[max_depth])

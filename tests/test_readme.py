@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO
+from test_bake import TINY
 
 README = REPO / "README.md"
 # What makes a block quick here; each replacement must match, so the README and this
@@ -40,8 +41,6 @@ def test_readme_python_block_runs(
 ) -> None:
     # Catches: README examples using names they never define, or an API whose argument
     # types or order changed under them (e.g. numpy arrays where torch was required).
-    from renderer.neural import preset
-
     code = python_blocks()[index]
     for big, small in TINY_SIZES.items():
         code = code.replace(big, small)
@@ -49,22 +48,7 @@ def test_readme_python_block_runs(
     for name in ("scenes", "materials"):
         os.symlink(REPO / name, tmp_path / name)
     monkeypatch.chdir(tmp_path)
-    tiny = replace(
-        preset("quick"),
-        name="tiny",
-        max_resolution=16,
-        train_queries=2048,
-        target_samples=2,
-        batch=256,
-        encoder_steps=2,
-        latent_steps=2,
-        sampler_steps=2,
-        sampler_batch=64,
-        sampler_proposals=4,
-        heldout_queries=256,
-        heldout_samples=2,
-        energy_samples=8,
-    )
+    tiny = replace(TINY, encoder_steps=2, latent_steps=2, sampler_steps=2)
     exec(compile(code, f"README.md python block {index}", "exec"), {"TINY_PRESET": tiny})
 
 
