@@ -325,8 +325,14 @@ def cmd_bake(args: argparse.Namespace) -> int:
     from .neural.parameters import material_hash
 
     source = Path(args.material)
+    from .input_files import is_dir, is_file
     from .neural.baking import torch_device
 
+    # what is missing is the one line a user sees, before any advice about presets
+    if args.all and not is_dir(source):
+        raise NrenderError(f"--all: {source} is not a folder of material files")
+    if not args.all and not is_file(source):
+        raise NrenderError(f"{source}: material file not found")
     if args.preset == "default" and torch_device(args.device).type == "cpu":
         print(
             "nrender: warning: the default bake preset is sized for a GPU and takes hours on "
@@ -337,8 +343,6 @@ def cmd_bake(args: argparse.Namespace) -> int:
         output = Path(args.output) if args.output else Path(source.stem + ".nmat")
         with _StopRequest() as stop:
             return _bake_one(args, source, output, stop)
-    if not source.is_dir():
-        raise NrenderError(f"--all: {source} is not a folder of material files")
     out_dir = Path(args.output or "baked")
     if out_dir.exists() and not out_dir.is_dir():
         raise NrenderError(f"--all: output {out_dir} exists and is not a folder")

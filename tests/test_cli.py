@@ -234,6 +234,8 @@ BAD_COMMANDS = [
     ["bake", "x.json", "--seed", "1.5"],
     ["view", "--scale", "2"],
     ["bench", "--spp", "0"],
+    ["bake", "missing.json"],  # one line: not also the default preset's CPU warning
+    ["bake", "--all", "missing_folder"],
     # paths: missing scene, a mesh given as a scene, outputs that cannot be written
     ["render", "missing.json"],
     ["render", "mesh.obj"],
