@@ -211,6 +211,23 @@ def _check_cpu_compiler() -> None:
 
 
 @functools.cache
+def _front_end_device() -> spy.Device:
+    desc = spy.DeviceDesc()
+    desc.type = spy.DeviceType.cpu
+    desc.enable_hot_reload = False
+    return spy.Device(desc)
+
+
+def reflect_module(module: str) -> spy.ProgramLayout:
+    """Reflection of `shaders/<module>` from the Slang front end alone: no kernel is
+    compiled and no GPU is opened (for host code that only needs declared sizes)."""
+    options = spy.SlangCompilerOptions()
+    options.include_paths = [str(shader_dir())]
+    session = _front_end_device().create_slang_session(compiler_options=options)
+    return session.load_module(module).layout
+
+
+@functools.cache
 def open_device(kind: str = "auto") -> RenderDevice:
     """Open (once per process) the device `kind`: auto | cpu | cuda | vulkan."""
     if kind not in DEVICE_CHOICES:

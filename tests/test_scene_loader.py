@@ -362,3 +362,15 @@ def test_gltf_base_colour_texture_without_a_factor(tmp_path: Path) -> None:
     assert colour.kind == "image"
     # sRGB 200 and 30, decoded: the texture as it is, times a white factor
     np.testing.assert_allclose(colour.image[0, 0], [0.5776, 0.0130, 0.0130], atol=1e-3)
+
+
+def test_mesh_files_keep_their_own_vertex_normals(tmp_path) -> None:
+    # Catches: authored vertex normals replaced by ones recomputed from the faces (trimesh's
+    # force="mesh" loading did that), which flattens every smooth-shaded OBJ made elsewhere.
+    from renderer.scene.mesh_io import load_mesh_file
+
+    (tmp_path / "tri.obj").write_text(
+        "v 0 0 0\nv 1 0 0\nv 0 1 0\nvn 0.6 0 0.8\nvn 0 0.6 0.8\nf 1//1 2//2 3//1\n"
+    )
+    mesh = load_mesh_file(tmp_path / "tri.obj")
+    np.testing.assert_allclose(mesh.normals, [[0.6, 0, 0.8], [0, 0.6, 0.8], [0.6, 0, 0.8]])

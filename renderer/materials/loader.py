@@ -20,15 +20,13 @@ from ..input_files import check_path_text, read_json, resolve_path
 from ..scene.reader import Section
 from . import patterns
 from .graph import LOBE_TYPES, Layer, Lobe, MaterialGraph, Mix, Node, Stack, constant
+from .limits import material_limits
 from .texture import Texture
 
 MATERIAL_VERSION = 1
-MAX_BASE_LOBES = 4
-MAX_LAYERS = 4
-MAX_MIX_DEPTH = 16
 MAX_TEXTURE_RESOLUTION = 8192
 # Below the top interface the layered estimator connects through every vertex, which a
-# perfectly smooth (delta) vertex defeats; see shaders/materials/layered.slang.
+# perfectly smooth (delta) vertex defeats; see shaders/materials/layer_stack.slang.
 MIN_COATED_ROUGHNESS = 0.05
 MIN_FLAKE_ROUGHNESS = 0.05
 MAX_SCRATCH_POINTS = 2e7  # a few seconds of rasterising
@@ -44,10 +42,14 @@ TEXTURE_TYPES = (
     "normal_map",
 )
 
-# Complex indices of refraction at roughly 650, 550 and 450 nm (R, G, B).
+# Complex indices of refraction at roughly 650, 550 and 450 nm (R, G, B); gold and silver
+# are Johnson & Christy's (1972) measurements at those wavelengths. The values common in
+# renderers (k spectra converted to sRGB as if they were colours) made silver yellow and
+# gold's blue a fifth too dark. tests/test_bsdf_reference.py holds each against published
+# data sets.
 METALS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
-    "gold": ((0.143, 0.374, 1.442), (3.983, 2.385, 1.603)),
-    "silver": ((0.155, 0.117, 0.138), (4.828, 3.122, 2.147)),
+    "gold": ((0.156, 0.424, 1.383), (3.602, 2.472, 1.916)),
+    "silver": ((0.052, 0.060, 0.040), (4.409, 3.597, 2.648)),
     "copper": ((0.200, 0.924, 1.102), (3.912, 2.452, 2.142)),
     "aluminium": ((1.657, 0.880, 0.521), (9.224, 6.270, 4.837)),
     "brass": ((0.444, 0.527, 1.094), (3.695, 2.765, 1.829)),
@@ -148,8 +150,9 @@ class _MaterialReader:
             where.fail(f"no node named {key!r} (defined: {defined})", at)
         self._enter("nodes", key, where, at)
         s = Section(self.nodes_raw[key], f"nodes.{key}", self.name, MaterialError)
-        if depth >= MAX_MIX_DEPTH:
-            s.fail(f"mix nodes nest deeper than {MAX_MIX_DEPTH}")
+        max_depth = material_limits().mix_depth
+        if depth >= max_depth:
+            s.fail(f"mix nodes nest deeper than {max_depth}")
         kind = s.string("type", choices=("stack", "mix"))
         if kind == "stack":
             node: Node = self.stack(s)
@@ -336,13 +339,14 @@ class _MaterialReader:
 
     # --- stacks and lobes -------------------------------------------------------------
     def stack(self, s: Section) -> Stack:
+        limits = material_limits()
         base = s.sequence("base")
-        if not 1 <= len(base) <= MAX_BASE_LOBES:
-            s.fail(f"expected 1 to {MAX_BASE_LOBES} base lobes, got {len(base)}", "base")
+        if not 1 <= len(base) <= limits.base_lobes:
+            s.fail(f"expected 1 to {limits.base_lobes} base lobes, got {len(base)}", "base")
         lobes = [self.lobe(s.child(item, f"base[{i}]")) for i, item in enumerate(base)]
         raw_layers = s.sequence("layers", [])
-        if len(raw_layers) > MAX_LAYERS:
-            s.fail(f"at most {MAX_LAYERS} layers, got {len(raw_layers)}", "layers")
+        if len(raw_layers) > limits.layers:
+            s.fail(f"at most {limits.layers} layers, got {len(raw_layers)}", "layers")
         layers = [self.layer(s.child(item, f"layers[{i}]")) for i, item in enumerate(raw_layers)]
         normal_map = self.normal_map(s, "normal_map")
         s.finish()

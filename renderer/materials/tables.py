@@ -24,7 +24,7 @@ LOBE_CODES = {"diffuse": 0, "conductor": 1, "dielectric": 2, "sheen": 3, "flakes
 CONDUCTOR_MODES = {"artist": 0, "ior": 1}
 NODE_STACK, NODE_MIX = 0, 1
 DEFAULT_WALKS = 1
-DEFAULT_WALK_DEPTH = 16
+DEFAULT_WALK_DEPTH = 256  # a bound only: Russian roulette ends walks (materials/layer_stack.slang)
 
 
 @dataclass
@@ -35,6 +35,7 @@ class MaterialEntry:
     graph: MaterialGraph | None
     emission: np.ndarray  # [3] radiance from the front face
     neural: NeuralMaterial | None = None
+    emission_texture: Texture | None = None  # multiplies `emission`
 
 
 class _TableBuilder:
@@ -156,6 +157,7 @@ class MaterialTables:
             row: dict[str, Any] = {
                 "root": INVALID_INDEX,
                 "emission": np.asarray(entry.emission, np.float32),
+                "emission_texture": builder.texture(entry.emission_texture),
                 "transmissive": 0,
                 "neural": INVALID_INDEX,
             }

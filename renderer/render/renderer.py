@@ -75,7 +75,10 @@ class RenderJob:
         self.width, self.height = camera.resolution
         pixels = self.width * self.height
         device = renderer.device
-        self.accumulators = [device.zeros(pixels, 16) for _ in range(4)]
+        # Compensated sums (integrators/pixel_sums.slang): radiance, its square, albedo and
+        # sample count, normal and distance.
+        self.sum_dtype = renderer.kernel.dtype("PixelSum")
+        self.accumulators = [device.zeros(pixels, self.sum_dtype.itemsize) for _ in range(4)]
         self.trace_depths = trace_depths
         self.trace = device.upload(np.full(max(pixels * trace_depths, 1), INVALID_INDEX, np.uint32))
         per_pass = _SAMPLES_PER_PASS.get(device.kind, 1 << 16) // max(pixels, 1)
@@ -146,10 +149,10 @@ class RenderJob:
     def result(self) -> RenderResult:
         """Mean and variance of the samples so far (zeros before the first pass)."""
         shape = (self.height, self.width, 4)
-        sums = [
-            RenderDevice.download(b, np.float32, shape).astype(np.float64)
-            for b in self.accumulators
-        ]
+        sums = []
+        for b in self.accumulators:
+            raw = RenderDevice.download(b, self.sum_dtype, shape[:2])
+            sums.append(raw["sum"].astype(np.float64) - raw["carry"].astype(np.float64))
         counts = sums[2][..., 3]
         n = np.maximum(counts, 1.0)[..., None]
         mean = sums[0][..., :3] / n

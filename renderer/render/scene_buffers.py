@@ -3,6 +3,9 @@
 Instances are flattened into world-space triangles, a BVH is built over them and every
 per-triangle array is put into BVH order. Struct layouts come from the kernel's
 reflection (renderer/layout.py), never from hand-written offsets.
+
+Emissive triangles are chosen for light sampling by power: area x pi x the luminance of
+the emission, with an emission texture's mean over the triangle (emitter_power.py).
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from ..materials.tables import DEFAULT_WALK_DEPTH, DEFAULT_WALKS, MaterialEntry,
 from ..scene.transform import transform_normals, transform_points
 from ..scene.types import Environment, Scene
 from .distributions import cdf_2d, cdf_rows
+from .emitter_power import emission_texture_means
 
 NO_UV_LOD = -64.0  # lod constant of a triangle without usable uvs: always the finest level
 
@@ -184,7 +188,7 @@ class SceneBuffers:
 
         start = time.perf_counter()
         emitter_of_triangle, emitters, emitter_cdf, area_power = self._emitters(
-            scene, names, vertices, material_ids
+            scene, names, vertices, uvs, material_ids
         )
         self.geometry = upload_geometry(device, kernel, bvh, vertices)
         shading = kernel.records("TriangleShading", triangles.count)
@@ -204,6 +208,7 @@ class SceneBuffers:
                     scene.materials[n].material_graph(),
                     scene.materials[n].emission,
                     scene.materials[n].neural,
+                    scene.materials[n].emission_texture,
                 )
                 for n in names
             ],
@@ -233,7 +238,12 @@ class SceneBuffers:
         return bvh
 
     def _emitters(
-        self, scene: Scene, names: list[str], vertices: np.ndarray, material_ids: np.ndarray
+        self,
+        scene: Scene,
+        names: list[str],
+        vertices: np.ndarray,
+        uvs: np.ndarray,
+        material_ids: np.ndarray,
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
         emission = np.array([scene.materials[n].emission for n in names]).reshape(-1, 3)
         emissive = (
@@ -243,12 +253,22 @@ class SceneBuffers:
         )
         v = vertices[emissive].astype(np.float64)
         area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+        # Luminance of the emission, times the texture's mean where it has one (see the
+        # module docstring); with a texture, a triangle where it is black has no power.
+        radiance = emission[material_ids[emissive]] @ LUMINANCE
+        for m, name in enumerate(names):
+            texture = scene.materials[name].emission_texture
+            on = material_ids[emissive] == m if texture is not None else None
+            if on is not None and on.any():
+                radiance[on] = emission_texture_means(
+                    texture, emission[m] * LUMINANCE, uvs[emissive[on]]
+                )
         # The kernel normalises the float32 edge cross product (length 2 * area) when it
         # samples a point: below ~1e-19 its squared length underflows and the normal is
         # NaN. Such an emitter's power is nil; BSDF-sampled rays still see its emission.
-        keep = area > MIN_EMITTER_AREA
+        keep = (area > MIN_EMITTER_AREA) & (radiance > 0)
         emissive, area = emissive[keep], area[keep]
-        power = area * (emission[material_ids[emissive]] @ LUMINANCE) * np.pi
+        power = area * radiance[keep] * np.pi
         records = self.kernel.records("EmissiveTriangle", len(emissive))
         records["triangle"] = emissive
         records["area"] = area

@@ -83,7 +83,11 @@ def load_mesh_file(path: Path, *, smooth: bool = True, where: str = "") -> Mesh:
             f"(expected one of {', '.join(MESH_SUFFIXES)})"
         )
     try:
-        tm = trimesh.load(str(path), force="mesh", process=False)
+        # Not force="mesh": that path rebuilds the mesh and drops the file's own vertex
+        # normals (trimesh 4-5), so authored smooth shading would be recomputed from faces.
+        tm = trimesh.load(str(path), process=False)
+        if isinstance(tm, trimesh.Scene):
+            tm = tm.to_mesh()  # every part, placed by its node transform
     except Exception as exc:
         raise SceneError(f"{prefix}{path}: cannot read mesh ({type(exc).__name__}: {exc})") from exc
     if not hasattr(tm, "faces") or len(tm.faces) == 0:

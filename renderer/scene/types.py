@@ -52,7 +52,7 @@ class Integrator:
     rr_depth: int = 3
     strategy: str = "mis"
     layered_walks: int = 1  # random walks per evaluation of a layered material
-    layered_depth: int = 16  # vertices per walk
+    layered_depth: int = 256  # vertices per walk at most: Russian roulette ends walks
     materials: str = "reference"  # reference: layered graphs; neural: their bakes
 
 
@@ -60,18 +60,28 @@ class Integrator:
 class Material:
     """A surface material: "diffuse" (an albedo texture), "layered" (a material graph,
     renderer.materials.MaterialGraph, optionally with its bake) or "neural" (a baked
-    renderer.neural.NeuralMaterial alone), plus front-face emission."""
+    renderer.neural.NeuralMaterial alone), plus front-face emission: `emission` times
+    `emission_texture` (linear RGB, >= 0) at the hit's uv where there is one."""
 
     kind: str = "diffuse"
     albedo: Texture = field(default_factory=lambda: Texture.constant([0.5, 0.5, 0.5]))
     emission: np.ndarray = field(default_factory=lambda: np.zeros(3))  # [3] radiance
+    emission_texture: Texture | None = None
     graph: Any = None  # MaterialGraph when kind == "layered"
     neural: Any = None  # NeuralMaterial: kind "neural", or a layered material's bake
     neural_path: str | None = None  # the .nmat file, for messages
 
     @property
     def is_emissive(self) -> bool:
-        return bool(np.any(self.emission > 0))
+        texture = self.emission_texture
+        if texture is None:
+            peak: Any = 1.0
+        elif texture.kind == "image":
+            image = np.asarray(texture.image, np.float64)
+            peak = image.reshape(-1, 3).max(axis=0) if image.ndim == 3 else image.max()
+        else:
+            peak = np.maximum(texture.value, texture.value2 if texture.kind == "checker" else 0)
+        return bool(np.any(self.emission * peak > 0))
 
     def material_graph(self) -> Any:
         """The graph the device evaluates (None for a neural material, which has none); a
