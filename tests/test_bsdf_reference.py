@@ -278,9 +278,9 @@ R0_MARGIN = 0.03
 @pytest.mark.parametrize("metal", list(METALS))
 def test_metal_table_matches_published_indices(metal: str) -> None:
     # Catches: a mistyped table entry, eta and k swapped, channels in B, G, R order, a metal
-    # copied from another (these move R0 by 0.1 or more in some channel), and the common
-    # renderer values for gold and silver (k spectra converted to sRGB like colours: blue R0
-    # 0.324 and 0.907 against 0.39-0.41 and 0.975-0.980 published), which this table had.
+    # copied from another (these move R0 by 0.1 or more in some channel). The table once
+    # held channel-averaged values for gold and silver (blue R0 0.324 and 0.907) under its
+    # single-wavelength label (0.39-0.41 and 0.975-0.980 published at 450 nm).
     assert set(PUBLISHED) == set(METALS)
     table_r0 = ref.fresnel_normal(*METALS[metal])
     published_r0 = np.array([ref.fresnel_normal(eta, k) for eta, k in PUBLISHED[metal]])

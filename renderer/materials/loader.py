@@ -42,11 +42,11 @@ TEXTURE_TYPES = (
     "normal_map",
 )
 
-# Complex indices of refraction at roughly 650, 550 and 450 nm (R, G, B); gold and silver
-# are Johnson & Christy's (1972) measurements at those wavelengths. The values common in
-# renderers (k spectra converted to sRGB as if they were colours) made silver yellow and
-# gold's blue a fifth too dark. tests/test_bsdf_reference.py holds each against published
-# data sets.
+# Complex indices of refraction at roughly 650, 550 and 450 nm (R, G, B), as measured at
+# those wavelengths (gold and silver: Johnson & Christy 1972); tests/test_bsdf_reference.py
+# holds each against published data sets. They are single-wavelength values, not averages
+# over each sRGB channel's response: on gold's absorption edge that puts blue reflectance
+# at normal incidence at 0.41 where channel-averaged tables give 0.29-0.34.
 METALS: dict[str, tuple[tuple[float, float, float], tuple[float, float, float]]] = {
     "gold": ((0.156, 0.424, 1.383), (3.602, 2.472, 1.916)),
     "silver": ((0.052, 0.060, 0.040), (4.409, 3.597, 2.648)),
