@@ -5,7 +5,9 @@ per-triangle array is put into BVH order. Struct layouts come from the kernel's
 reflection (renderer/layout.py), never from hand-written offsets.
 
 Emissive triangles are chosen for light sampling by power: area x pi x the luminance of
-the emission, with an emission texture's mean over the triangle (emitter_power.py).
+the emission, with an emission texture's mean over the triangle (emitter_power.py). How
+often the environment is sampled instead is measured where the camera looks
+(light_selection.py).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ..accel import Bvh, build_bvh
+from ..accel.queries import TriangleQueries
 from ..accel.upload import upload_geometry
 from ..device import Kernel, RenderDevice
 from ..image_io import LUMINANCE
@@ -26,6 +29,7 @@ from ..scene.transform import transform_normals, transform_points
 from ..scene.types import Environment, Scene
 from .distributions import cdf_2d, cdf_rows
 from .emitter_power import emission_texture_means
+from .light_selection import EmitterLights, environment_probability
 
 NO_UV_LOD = -64.0  # lod constant of a triangle without usable uvs: always the finest level
 
@@ -213,9 +217,17 @@ class SceneBuffers:
                 for n in names
             ],
         )
-        environment, env_power = self._environment(scene.environment)
-        total = env_power + area_power
-        p_env = env_power / total if total > 0 else 0.0
+        environment = self._environment(scene.environment)
+        extent = float(np.abs(np.concatenate(self.bounds)).max()) if triangles.count else 1.0
+        self.ray_epsilon = 2e-5 * max(1.0, extent)
+        p_env = environment_probability(
+            scene.camera,
+            scene.environment,
+            self.emitter_lights,
+            lambda: TriangleQueries(device, triangles.vertices, bvh),
+            triangles.vertices,
+            self.ray_epsilon,
+        )
         self.stats.environment_probability = p_env
         self.lights = {
             "emitters": device.upload(emitters),
@@ -225,10 +237,8 @@ class SceneBuffers:
         }
         self.shading = device.upload(shading)
         self.environment = environment
-        extent = float(np.abs(np.concatenate(self.bounds)).max()) if triangles.count else 1.0
-        self.ray_epsilon = 2e-5 * max(1.0, extent)
         self.stats.upload_seconds = time.perf_counter() - start
-        self.has_light = total > 0
+        self.has_light = area_power > 0 or not scene.environment.is_black
 
     def _build_bvh(self, triangles: Triangles) -> Bvh:
         bvh = build_bvh(triangles.vertices.min(axis=1), triangles.vertices.max(axis=1))
@@ -269,10 +279,13 @@ class SceneBuffers:
         keep = (area > MIN_EMITTER_AREA) & (radiance > 0)
         emissive, area = emissive[keep], area[keep]
         power = area * radiance[keep] * np.pi
+        total = power.sum()
+        self.emitter_lights = EmitterLights(
+            vertices[emissive], radiance[keep], power / total if total > 0 else power
+        )
         records = self.kernel.records("EmissiveTriangle", len(emissive))
         records["triangle"] = emissive
         records["area"] = area
-        total = power.sum()
         records["pmf"] = power / total if total > 0 else 0.0
         emitter_of_triangle = np.full(len(vertices), INVALID_INDEX, np.uint32)
         emitter_of_triangle[emissive] = np.arange(len(emissive), dtype=np.uint32)
@@ -284,22 +297,12 @@ class SceneBuffers:
             float(total),
         )
 
-    def _environment(self, env: Environment) -> tuple[dict[str, Any], float]:
+    def _environment(self, env: Environment) -> dict[str, Any]:
         radiance = np.asarray(env.radiance, np.float32)
         h, w = radiance.shape[:2]
         marginal, conditional = cdf_2d(environment_weights(radiance))
         angle = np.radians(env.rotation)
         enabled = not env.is_black
-        if self.stats.triangles:
-            radius = 0.5 * float(np.linalg.norm(self.bounds[1] - self.bounds[0]))
-        else:
-            radius = 1.0
-        # Power of an infinite light as seen by the scene's bounding sphere (as in pbrt).
-        power = (
-            np.pi * np.pi * max(radius, 1e-6) ** 2 * environment_mean_radiance(env)
-            if enabled
-            else 0.0
-        )
         rgba = np.concatenate([radiance.reshape(-1, 3), np.zeros((h * w, 1), np.float32)], axis=1)
         return {
             "radiance": self.device.upload(rgba),
@@ -310,7 +313,7 @@ class SceneBuffers:
             "scale": [float(env.scale)] * 3,
             "rotation": [float(np.cos(angle)), float(np.sin(angle))],
             "enabled": int(enabled),
-        }, power
+        }
 
     def bind(
         self,
