@@ -366,11 +366,37 @@ def test_gltf_base_colour_texture_without_a_factor(tmp_path: Path) -> None:
 
 def test_mesh_files_keep_their_own_vertex_normals(tmp_path) -> None:
     # Catches: authored vertex normals replaced by ones recomputed from the faces (trimesh's
-    # force="mesh" loading did that), which flattens every smooth-shaded OBJ made elsewhere.
+    # force="mesh" loading, and its Scene.to_mesh for multi-part files, do that), which
+    # flattens every smooth-shaded mesh made elsewhere; and normals of a glTF node not
+    # turned with its transform.
+    import trimesh
+
     from renderer.scene.mesh_io import load_mesh_file
 
+    a, b = [0.6, 0, 0.8], [0, 0.6, 0.8]
     (tmp_path / "tri.obj").write_text(
         "v 0 0 0\nv 1 0 0\nv 0 1 0\nvn 0.6 0 0.8\nvn 0 0.6 0.8\nf 1//1 2//2 3//1\n"
     )
     mesh = load_mesh_file(tmp_path / "tri.obj")
-    np.testing.assert_allclose(mesh.normals, [[0.6, 0, 0.8], [0, 0.6, 0.8], [0.6, 0, 0.8]])
+    np.testing.assert_allclose(mesh.normals, [a, b, a])
+    # Two materials: trimesh returns a Scene of two parts.
+    (tmp_path / "two.mtl").write_text("newmtl a\nKd 1 0 0\nnewmtl b\nKd 0 1 0\n")
+    (tmp_path / "two.obj").write_text(
+        "mtllib two.mtl\nv 0 0 0\nv 1 0 0\nv 0 1 0\nv 1 1 0\nvn 0.6 0 0.8\nvn 0 0.6 0.8\n"
+        "usemtl a\nf 1//1 2//2 3//1\nusemtl b\nf 2//2 4//2 3//1\n"
+    )
+    mesh = load_mesh_file(tmp_path / "two.obj")
+    expected = {(0, 0): a, (1, 0): b, (0, 1): a, (1, 1): b}  # by vertex position
+    for p, n in zip(mesh.positions, mesh.normals, strict=True):
+        np.testing.assert_allclose(n, expected[(round(p[0]), round(p[1]))], atol=1e-6)
+    # A glTF node turned by 90 degrees about z turns its normals with it.
+    part = trimesh.Trimesh(
+        [[0, 0, 0], [1, 0, 0], [0, 1, 0]], [[0, 1, 2]], vertex_normals=[a, b, a], process=False
+    )
+    scene = trimesh.Scene()
+    scene.add_geometry(
+        part, transform=trimesh.transformations.rotation_matrix(np.pi / 2, [0, 0, 1])
+    )
+    scene.export(tmp_path / "one.glb")
+    mesh = load_mesh_file(tmp_path / "one.glb")
+    np.testing.assert_allclose(mesh.normals, [b, [-0.6, 0, 0.8], b], atol=1e-6)

@@ -38,7 +38,7 @@ from .types import (
 
 SCENE_VERSION = 1
 MAX_RESOLUTION = 16384
-MAX_PIXELS = 1 << 26  # 64 Mpixel: the accumulators alone then take 4 GiB
+MAX_PIXELS = 1 << 26  # 64 Mpixel: the accumulators alone then take 8 GiB
 MAX_SPP = 1 << 20
 MAX_DEPTH = 1024
 MAX_SEGMENTS = 4096

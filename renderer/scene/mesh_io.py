@@ -87,12 +87,47 @@ def load_mesh_file(path: Path, *, smooth: bool = True, where: str = "") -> Mesh:
         # normals (trimesh 4-5), so authored smooth shading would be recomputed from faces.
         tm = trimesh.load(str(path), process=False)
         if isinstance(tm, trimesh.Scene):
-            tm = tm.to_mesh()  # every part, placed by its node transform
+            tm = _merged(tm)
     except Exception as exc:
         raise SceneError(f"{prefix}{path}: cannot read mesh ({type(exc).__name__}: {exc})") from exc
     if not hasattr(tm, "faces") or len(tm.faces) == 0:
         raise SceneError(f"{prefix}{path}: mesh has no triangles")
     return mesh_from_trimesh(tm, smooth=smooth, source=str(path), prefix=prefix)
+
+
+def _merged(scene: Any) -> Any:
+    """Every part of a trimesh Scene (a multi-material OBJ, a glTF) as one Trimesh placed by
+    its node transforms, keeping the parts' own vertex normals, which Scene.to_mesh drops."""
+    import trimesh
+
+    positions, normals, faces, uvs = [], [], [], []
+    offset = 0
+    for node in scene.graph.nodes_geometry:
+        matrix, name = scene.graph[node]
+        part = scene.geometry[name]
+        if not hasattr(part, "faces") or len(part.faces) == 0:
+            continue
+        m = np.asarray(matrix, np.float64)
+        p = np.asarray(part.vertices, np.float64)
+        positions.append(p @ m[:3, :3].T + m[:3, 3])
+        with np.errstate(all="ignore"):  # a singular matrix gives NaN, rejected later
+            n = np.asarray(part.vertex_normals, np.float64) @ np.linalg.inv(m[:3, :3])
+            normals.append(n / np.linalg.norm(n, axis=1, keepdims=True))
+        faces.append(np.asarray(part.faces, np.int64) + offset)
+        uv = getattr(getattr(part, "visual", None), "uv", None)
+        uvs.append(None if uv is None or len(uv) != len(p) else np.asarray(uv)[:, :2])
+        offset += len(p)
+    if not positions:
+        return trimesh.Trimesh()
+    merged = trimesh.Trimesh(
+        vertices=np.concatenate(positions),
+        faces=np.concatenate(faces),
+        vertex_normals=np.concatenate(normals),
+        process=False,
+    )
+    if all(uv is not None for uv in uvs):
+        merged.visual = trimesh.visual.TextureVisuals(uv=np.concatenate(uvs))
+    return merged
 
 
 def world_reach(mesh: Mesh, transform: np.ndarray) -> float:
