@@ -1,5 +1,6 @@
 """Baking layered materials into neural ones: every phase, the quick preset's quality,
-.nmat files (round trip and broken files), checkpoints and resume, and the CLI."""
+the footprint averages coarse levels train on, .nmat files (round trip and broken files),
+checkpoints and resume, and the CLI."""
 
 from __future__ import annotations
 
@@ -296,6 +297,18 @@ def test_checkpoint_guards(tiny_bake, tmp_path: Path) -> None:
     assert NeuralMaterial.load(out) and not out.with_name("guard.nmat.ckpt").exists()
 
 
+def test_bake_touches_no_file_before_it_runs(tmp_path: Path) -> None:
+    # Catches: I/O back in Bake's constructor (the output's folder made, the material read),
+    # which would make a bake object that is never run leave traces or fail early.
+    from renderer.neural import Bake
+
+    out = tmp_path / "new" / "x.nmat"
+    job = Bake(tmp_path / "absent.json", out, TINY, device="cpu", progress=False)
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(NrenderError, match=r"absent\.json"):
+        job.run()
+
+
 def test_interrupt_during_references(tmp_path: Path) -> None:
     out = tmp_path / "early.nmat"
     with pytest.raises(BakeInterrupted, match="references"):
@@ -450,6 +463,60 @@ def test_unwritable_output_is_one_clear_error(monkeypatch, tmp_path: Path, capsy
     status = _cli(monkeypatch, str(CONDUCTOR), "-o", str(blocker / "x.nmat"))
     err = capsys.readouterr().err.strip()
     assert status == 2 and err.count("\n") == 0 and "x.nmat" in err, err
+
+
+# --- level of detail ----------------------------------------------------------------------
+
+
+def test_coarse_levels_train_on_footprint_averages(tmp_path: Path) -> None:
+    """In the batches phases 1 and 2 train on, a coarse-level lookup's target is the
+    reference averaged over one texel of that level around its uv, which is what
+    report.lod_error scores it against. Catches: coarse levels fitted to the reference at
+    the lookup's point (what bakes did before; log-L1 then pulls a texel to the log-median
+    of its footprint, not to its mean), footprint points left at its centre, or a footprint
+    sized by the finest level's texel."""
+    from renderer.neural.directions import step_generator
+    from renderer.neural.metrics import log_l1_np
+    from renderer.neural.references import evaluate_references
+
+    # a diffuse checker of 1/16 uv cells, bright and near black: a point of a coarse
+    # footprint is far from the footprint's mean; a Lambertian reference is noise-free
+    checker = tmp_path / "checker.json"
+    albedo = {"type": "checker", "colors": [[0.9] * 3, [0.02] * 3], "tiling": 8}
+    checker.write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "resolution": 64,
+                "textures": {"albedo": albedo},
+                "base": [{"type": "diffuse", "albedo": "albedo"}],
+            }
+        )
+    )
+    queries = MaterialQueries(load_material(checker), "cpu")
+    levels = [(16, 16), (8, 8), (4, 4), (2, 2), (1, 1)]
+    refs = evaluate_references(queries, TINY, levels, 0, torch.device("cpu"), stop=lambda: False)
+    batch = refs.batch(step_generator(0, 1, 0), 256)
+    coarse = batch.level > 0
+    assert set(batch.level[coarse].tolist()) == {1, 2, 3, 4}
+    uv, level, wi, wo, target = (
+        x[coarse].numpy() for x in (batch.uv, batch.level, batch.wi, batch.wo, batch.target)
+    )
+    # the footprint mean by a midpoint rule on an 8x8 grid, and the value at the point
+    k = 8
+    cells = np.stack(np.meshgrid(np.arange(k), np.arange(k)), -1).reshape(-1, 2)
+    texel = 1.0 / np.array([(w, h) for h, w in levels], np.float64)[level]
+    spots = np.mod(uv[:, None] + ((cells + 0.5) / k - 0.5)[None] * texel[:, None], 1.0)
+    repeat = {"repeats": k * k, "axis": 0}
+    mean = queries.evaluate(
+        spots.reshape(-1, 2).astype(np.float32), np.repeat(wi, **repeat), np.repeat(wo, **repeat)
+    )
+    mean = mean.reshape(len(uv), k * k, 3).mean(1)
+    point = queries.evaluate(uv, wi, wo)
+    # measured: 0.36 for the 2x2 jittered footprints of TINY, 1.20 for the points; point
+    # references at coarse levels gave 1.11, a footprint sized by the finest level 0.67
+    assert log_l1_np(point, mean) > 0.9  # the checker makes points a poor stand-in
+    assert log_l1_np(target, mean) < 0.5 * log_l1_np(point, mean)
 
 
 def test_report_json_is_strict_json(tmp_path: Path) -> None:

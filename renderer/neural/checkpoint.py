@@ -2,9 +2,13 @@
 
 A safetensors file beside the output (`X.nmat.ckpt`), written to a temporary file and
 renamed, holding the networks of the current phase (`{module}.{parameter}`), the latent
-pyramid once it exists, and the optimiser's moments (`optimizer.{i}.{exp_avg|exp_avg_sq|
-step}`). The header records the phase, the steps done and a fingerprint of the bake's
+pyramid once it exists, the optimiser's moments (`optimizer.{i}.{exp_avg|exp_avg_sq|
+step}`) and the running loss of the phase (`loss_window`). The header records the phase,
+the steps done, the losses and seconds so far and a fingerprint of the bake's
 configuration; a checkpoint is only resumed into the same configuration.
+
+`Checkpoint` is one file's content; `CheckpointStore` is where a bake keeps it and the
+rules around it (resume, start fresh, refuse to clobber an interrupted bake).
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from ..image_io import atomic_path
 FORMAT = "nrender.bake-checkpoint"
 FORMAT_VERSION = "1"
 MOMENTS = ("exp_avg", "exp_avg_sq", "step")
+WINDOW_TENSOR = "loss_window"
 
 
 @dataclass
@@ -43,8 +48,11 @@ class Checkpoint:
         optimizer: torch.optim.Optimizer | None,
         losses: dict[str, float],
         seconds: dict[str, float],
+        window: list[float] | None = None,
     ) -> Checkpoint:
         tensors: dict[str, torch.Tensor] = {}
+        if window is not None:  # so a resumed bake reports the same final losses
+            tensors[WINDOW_TENSOR] = torch.tensor(window, dtype=torch.float64)
         for prefix, module in modules.items():
             for name, value in module.state_dict().items():
                 tensors[f"{prefix}.{name}"] = value.detach().cpu().contiguous()
@@ -56,6 +64,11 @@ class Checkpoint:
                         value.detach().cpu().reshape(value.shape).contiguous()
                     )
         return Checkpoint(phase, step, fingerprint, tensors, dict(losses), dict(seconds))
+
+    def loss_window(self) -> list[float]:
+        """The running loss of the phase in progress (empty if none was saved)."""
+        window = self.tensors.get(WINDOW_TENSOR)
+        return [] if window is None else window.tolist()
 
     def restore(
         self, modules: dict[str, nn.Module], optimizer: torch.optim.Optimizer | None, where: Path
@@ -128,3 +141,54 @@ class Checkpoint:
             )
         except (KeyError, ValueError, TypeError, RecursionError) as exc:
             raise NeuralMaterialError(f"{path}: damaged checkpoint header ({exc})") from None
+
+
+def checkpoint_path(output: Path) -> Path:
+    """Where the checkpoint of a bake into `output` lives: `X.nmat.ckpt` beside it."""
+    return output.with_name(output.name + ".ckpt")
+
+
+class CheckpointStore:
+    """The checkpoint of one bake: saved while it trains, found when it is resumed, removed
+    when it completes. Only the methods touch the file system."""
+
+    def __init__(self, output: Path, fingerprint: str) -> None:
+        self.path = checkpoint_path(output)
+        self.fingerprint = fingerprint  # of the configuration; see baking.bake_fingerprint
+
+    def check_start(self, resume: bool, fresh: bool) -> None:
+        """Refuse to start over an interrupted bake unless told, and to resume nothing."""
+        exists = self.path.exists()
+        if exists and not (resume or fresh):
+            raise NeuralMaterialError(
+                f"{self.path}: a checkpoint of an interrupted bake exists; "
+                "pass --resume to continue it or --fresh to start over"
+            )
+        if resume and not exists:
+            raise NeuralMaterialError(f"--resume: no checkpoint at {self.path}")
+
+    def load(self) -> Checkpoint:
+        checkpoint = Checkpoint.load(self.path)
+        if checkpoint.fingerprint != self.fingerprint:
+            raise NeuralMaterialError(
+                f"{self.path}: made for a different material, preset or seed; "
+                "pass --fresh to start over"
+            )
+        return checkpoint
+
+    def save(
+        self,
+        phase: int,
+        step: int,
+        modules: dict[str, nn.Module],
+        optimizer: torch.optim.Optimizer | None,
+        losses: dict[str, float],
+        seconds: dict[str, float],
+        window: list[float],
+    ) -> None:
+        Checkpoint.capture(
+            phase, step, self.fingerprint, modules, optimizer, losses, seconds, window
+        ).save(self.path)
+
+    def discard(self) -> None:
+        self.path.unlink(missing_ok=True)

@@ -23,6 +23,12 @@ class BakePreset:
     encoder_steps: int  # phase 1: encoder + decoder
     latent_steps: int  # phase 2: latents + decoder
     sampler_steps: int
+    # coarse levels train on footprint averages (references.py): pairs as a fraction of
+    # train_queries, a grid x grid jittered stratification of each footprint, evaluations
+    # per point. The quick preset's 1.0 x 2x2 x 1 costs what its point references cost.
+    footprint_fraction: float = 1.0
+    footprint_grid: int = 2
+    footprint_samples: int = 1
     encoder_lr: float = 1e-2
     decoder_lr: float = 3e-3  # phase 2
     latent_lr: float = 1e-2  # phase 2
@@ -37,6 +43,12 @@ class BakePreset:
     decoder: str = "2x32"
 
     def __post_init__(self) -> None:
+        if not self.footprint_fraction > 0 or min(self.footprint_grid, self.footprint_samples) < 1:
+            raise NrenderError(
+                f"preset {self.name!r}: footprint_fraction must be > 0 (got "
+                f"{self.footprint_fraction}), footprint_grid and footprint_samples >= 1 (got "
+                f"{self.footprint_grid}, {self.footprint_samples})"
+            )
         if self.decoder not in DECODER_SIZES:
             raise NrenderError(
                 f"decoder size {self.decoder!r} is not one of {', '.join(DECODER_SIZES)}"
@@ -66,6 +78,7 @@ PRESETS = {
         encoder_steps=20000,
         latent_steps=20000,
         sampler_steps=6000,
+        footprint_grid=4,
         checkpoint_every=1000,
         heldout_queries=1 << 18,
         heldout_samples=64,

@@ -10,13 +10,16 @@ Written next to the output as `X.report.json` and `X.lobes.png`:
   the thousands), so it swings with luck; the tonemapped PSNR weighs errors as an image
   of the lobe would. A second, independent reference gives the noise floor: the PSNR the
   reference reaches against itself.
-- coarser mip levels (1, 3, 5) against the reference averaged over one of their texels:
+- coarser mip levels (1, 3, 5) against the reference averaged over one of their texels
+  (the footprint the coarse levels are trained on, references.py):
   tonemapped PSNR and log-L1, and the finest level's PSNR at the same points, which is
   what reading an unfiltered texture would give.
 - `X.lobes.png`: rows are (uv, view direction wo at 0/30/60/75 degrees); columns are
   reference f*cos over the hemisphere of wi, the neural f*cos, and the learned sampler's
   density scaled to the same integral. Hemispheres are orthographic (wi.xy on the disc);
   each row has one exposure.
+- the bake itself (`bake_report`): material, preset, seed, device, pyramid, final losses
+  and seconds per stage, beside the metrics above and the energy table's summary.
 - sampler quality, against the learned BRDF (what it was fitted to): KL divergence (mean over
   view directions) and chi-square divergence (the relative variance of a
   one-sample estimate of the reflectance) of the learned sampler, and of cosine sampling
@@ -39,6 +42,7 @@ from ..captions import caption_bar, captioned
 from ..image_io import LUMINANCE, atomic_path, linear_to_srgb, write_ldr
 from ..materials import MaterialQueries
 from .directions import cosine_hemisphere, uniform_hemisphere
+from .energy import energy_summary
 from .metrics import LOG_OFFSET, log_l1_np, psnr, tonemap
 from .nmat import NeuralMaterial
 from .presets import BakePreset
@@ -259,6 +263,42 @@ def measure(
     lobes = lobe_image(material, queries, seed + 4)
     progress()
     return {"heldout": heldout, "lod": lod, "sampler": sampler}, lobes
+
+
+def bake_report(
+    material: NeuralMaterial,
+    metrics: dict[str, Any],
+    *,
+    source: Path,
+    source_hash: str,
+    output: Path,
+    preset: BakePreset,
+    seed: int,
+    device: str,
+    losses: dict[str, float],
+    seconds: dict[str, float],
+) -> dict[str, Any]:
+    """What X.report.json holds: the bake's configuration and cost, and `metrics`
+    (from `measure`)."""
+    arch = material.arch
+    return {
+        "material": str(source),
+        "source_hash": source_hash,
+        "output": str(output),
+        "preset": preset.name,
+        "seed": seed,
+        "device": device,
+        "pyramid": {
+            "finest": [arch.height, arch.width],
+            "levels": len(arch.levels),
+            "parameter_channels": arch.parameter_channels,
+        },
+        "losses": losses,
+        "seconds": {k: round(v, 2) for k, v in seconds.items()},
+        "metrics": metrics,
+        "energy": energy_summary(material.energy.numpy()) if material.energy is not None else None,
+        "lobes_png": {"path": report_paths(output)[1].name, **lobe_columns()},
+    }
 
 
 def lobe_columns() -> dict[str, Any]:
