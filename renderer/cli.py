@@ -82,6 +82,7 @@ _spp = _integer_in(1, MAX_SPP)
 _seed = _integer_in(0, 2**32 - 1)
 _max_depth = _integer_in(0, MAX_DEPTH)
 _exposure = _number_in(-64.0, 64.0)
+_workers = _integer_in(1, 256)  # render.workers.MAX_WORKERS (not imported: it loads slangpy)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,20 +158,20 @@ class _StopRequest:
 def cmd_render(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
-    from .render import Renderer
+    from .device import open_device
+    from .render.workers import ParallelRenderJob, default_workers
 
     scene = _load(args)
     stem = output_stem(args.out)
     for suffix in (".exr", ".png"):
         check_writable(stem.with_name(stem.name + suffix))
-    renderer = Renderer(scene, device=args.device)
-    if not renderer.buffers.has_light:
-        print(
-            "nrender: warning: the scene has no light (no emission, black environment); "
-            "the image will be black",
-            file=sys.stderr,
-        )
-    job = renderer.start(
+    device = open_device(args.device)
+    width, height = scene.camera.resolution
+    samples = width * height * (args.spp or scene.integrator.spp)
+    job = ParallelRenderJob(
+        scene,
+        device,
+        workers=args.workers or default_workers(device.kind, samples),
         spp=args.spp,
         seed=args.seed,
         max_depth=args.max_depth,
@@ -178,26 +179,38 @@ def cmd_render(args: argparse.Namespace) -> int:
         materials=args.materials,
         schedule=args.schedule,
     )
-    w, h = job.width, job.height
-    stop = _StopRequest()
-    with (
-        stop,
-        tqdm(
-            total=job.settings.spp,
-            unit="spp",
-            desc=f"render {w}x{h}",
-            disable=args.quiet,
-            dynamic_ncols=True,
-            file=sys.stderr,
-            mininterval=0.5,
-        ) as bar,
-    ):
-        while not job.done and not stop.requested:
-            bar.update(job.step())
-            if job.seconds > 0:
-                bar.set_postfix_str(_format_rate(job.spp_done * w * h / job.seconds))
-    interrupted = stop.requested
-    result = job.result()
+    try:
+        if not job.renderer.buffers.has_light:
+            print(
+                "nrender: warning: the scene has no light (no emission, black environment); "
+                "the image will be black",
+                file=sys.stderr,
+            )
+        w, h = job.width, job.height
+        stop = _StopRequest()
+        with (
+            stop,
+            tqdm(
+                total=job.settings.spp,
+                unit="spp",
+                desc=f"render {w}x{h}",
+                disable=args.quiet,
+                dynamic_ncols=True,
+                file=sys.stderr,
+                mininterval=0.5,
+            ) as bar,
+        ):
+            while not job.done and not stop.requested:
+                bar.update(job.step())
+                if job.seconds > 0:
+                    bar.set_postfix_str(_format_rate(job.spp_done * w * h / job.seconds))
+            interrupted = stop.requested
+            if interrupted:
+                job.stop()  # every worker's samples so far, partial blocks included
+                bar.update(job.spp_done - bar.n)
+        result = job.result()
+    finally:
+        job.close()
     written = result.write_outputs(args.out, exposure=args.exposure)
     if result.dropped_samples:
         print(
@@ -206,8 +219,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     if not args.quiet:
         rate = result.spp * w * h / max(result.seconds, 1e-9)
+        workers = f", {job.workers} workers" if job.workers > 1 else ""
         print(
-            f"{result.spp} spp at {w}x{h} on {renderer.device.description} in "
+            f"{result.spp} spp at {w}x{h} on {device.description}{workers} in "
             f"{result.seconds:.2f} s ({_format_rate(rate)})"
         )
     print("wrote " + ", ".join(str(p) for p in written))
@@ -535,6 +549,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--exposure", type=_exposure, default=0.0, help="PNG exposure in stops (default: 0)"
+    )
+    p.add_argument(
+        "--workers",
+        type=_workers,
+        metavar="N",
+        help="render in N processes, each with its own device; the image is the same for "
+        "any N (default: all cores on the CPU device, fewer for a render too short to repay "
+        "their start-up of a few seconds each; 1 on a GPU)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_render)

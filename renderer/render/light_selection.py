@@ -211,4 +211,6 @@ def environment_probability(
     rng = np.random.default_rng(SEED)
     e_env = environment_samples(env, receivers, queries, epsilon, rng)
     e_emit = emitter_samples(emitters, receivers, queries, epsilon, rng)
+    if e_env.size == 0:  # the camera sees no surface: nothing to weigh the lights by
+        return mixed_probability(1.0, 1.0)
     return mixed_probability(float(e_env.mean()), float(e_emit.mean()))

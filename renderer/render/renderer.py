@@ -59,6 +59,12 @@ def pixel_spread(camera: Camera) -> float:
     return float(np.arctan(2.0 * np.tan(np.radians(camera.fov) / 2) / camera.resolution[1]))
 
 
+def spp_per_pass(device_kind: str, pixels: int) -> int:
+    """Samples per pixel of one pass (dispatch) of a RenderJob."""
+    per_pass = _SAMPLES_PER_PASS.get(device_kind, 1 << 16) // max(pixels, 1)
+    return int(np.clip(per_pass, 1, _MAX_SPP_PER_PASS))
+
+
 class RenderJob:
     """One progressive render: call `step()` until `done`, then `result()` (any time)."""
 
@@ -81,8 +87,7 @@ class RenderJob:
         self.accumulators = [device.zeros(pixels, self.sum_dtype.itemsize) for _ in range(4)]
         self.trace_depths = trace_depths
         self.trace = device.upload(np.full(max(pixels * trace_depths, 1), INVALID_INDEX, np.uint32))
-        per_pass = _SAMPLES_PER_PASS.get(device.kind, 1 << 16) // max(pixels, 1)
-        self.spp_per_pass = int(np.clip(per_pass, 1, _MAX_SPP_PER_PASS))
+        self.spp_per_pass = spp_per_pass(device.kind, pixels)
         self.spp_done = 0
         self.seconds = 0.0
         self.camera = camera_value(camera)
@@ -92,9 +97,11 @@ class RenderJob:
     def done(self) -> bool:
         return self.spp_done >= self.settings.spp
 
-    def step(self) -> int:
-        """Render one pass; returns the samples per pixel it added."""
-        count = min(self.spp_per_pass, self.settings.spp - self.spp_done)
+    def step(self, until: int | None = None) -> int:
+        """Render one pass, stopping at sample `until` (default: the job's spp); returns
+        the samples per pixel it added."""
+        end = self.settings.spp if until is None else min(until, self.settings.spp)
+        count = min(self.spp_per_pass, end - self.spp_done)
         if count <= 0:
             return 0
         start = time.perf_counter()
@@ -146,35 +153,56 @@ class RenderJob:
         shape = (self.height, self.width, self.trace_depths)
         return RenderDevice.download(self.trace, np.uint32, shape)
 
-    def result(self) -> RenderResult:
-        """Mean and variance of the samples so far (zeros before the first pass)."""
-        shape = (self.height, self.width, 4)
+    def clear(self, sample_begin: int) -> None:
+        """Zero the sums; the next pass renders samples from `sample_begin` on (a sample
+        block of a multi-worker render, renderer/render/workers.py)."""
+        zeros = np.zeros(self.width * self.height * self.sum_dtype.itemsize, np.uint8)
+        for b in self.accumulators:
+            b.copy_from_numpy(zeros)
+        self.spp_done = sample_begin
+
+    def sums(self) -> list[np.ndarray]:
+        """The four running sums (radiance, its square, albedo and count, normal and
+        distance) as `sum - carry` in float64, each [H, W, 4]."""
         sums = []
         for b in self.accumulators:
-            raw = RenderDevice.download(b, self.sum_dtype, shape[:2])
-            sums.append(raw["sum"].astype(np.float64) - raw["carry"].astype(np.float64))
-        counts = sums[2][..., 3]
-        n = np.maximum(counts, 1.0)[..., None]
-        mean = sums[0][..., :3] / n
-        # Unbiased sample variance of one sample, divided by n: the variance of the mean.
-        sample_var = np.maximum(sums[1][..., :3] / n - mean**2, 0.0) * (n / np.maximum(n - 1, 1))
-        return RenderResult(
-            radiance=mean.astype(np.float32),
-            variance=(sample_var / n).astype(np.float32),
-            albedo=(sums[2][..., :3] / n).astype(np.float32),
-            normal=(sums[3][..., :3] / n).astype(np.float32),
-            depth=(sums[3][..., 3] / n[..., 0]).astype(np.float32),
-            spp=int(counts.min()),
-            seconds=self.seconds,
-            dropped_samples=int(sums[0][..., 3].sum()),
-            info={
-                "device": self.renderer.device.description,
-                "seed": self.settings.seed,
-                "strategy": self.settings.strategy,
-                "max_depth": self.settings.max_depth,
-                "materials": self.settings.materials,
-            },
-        )
+            raw = RenderDevice.download(b, self.sum_dtype, (self.height, self.width))
+            # the float32 -> float64 casts are exact; one ufunc makes no temporaries
+            sums.append(np.subtract(raw["sum"], raw["carry"], dtype=np.float64))
+        return sums
+
+    def result_info(self) -> dict[str, Any]:
+        return {
+            "device": self.renderer.device.description,
+            "seed": self.settings.seed,
+            "strategy": self.settings.strategy,
+            "max_depth": self.settings.max_depth,
+            "materials": self.settings.materials,
+        }
+
+    def result(self) -> RenderResult:
+        """Mean and variance of the samples so far (zeros before the first pass)."""
+        return result_from_sums(self.sums(), self.seconds, self.result_info())
+
+
+def result_from_sums(sums: list[np.ndarray], seconds: float, info: dict[str, Any]) -> RenderResult:
+    """The image of the four pixel sums of `RenderJob.sums()` (each [H, W, 4], float64)."""
+    counts = sums[2][..., 3]
+    n = np.maximum(counts, 1.0)[..., None]
+    mean = sums[0][..., :3] / n
+    # Unbiased sample variance of one sample, divided by n: the variance of the mean.
+    sample_var = np.maximum(sums[1][..., :3] / n - mean**2, 0.0) * (n / np.maximum(n - 1, 1))
+    return RenderResult(
+        radiance=mean.astype(np.float32),
+        variance=(sample_var / n).astype(np.float32),
+        albedo=(sums[2][..., :3] / n).astype(np.float32),
+        normal=(sums[3][..., :3] / n).astype(np.float32),
+        depth=(sums[3][..., 3] / n[..., 0]).astype(np.float32),
+        spp=int(counts.min()),
+        seconds=seconds,
+        dropped_samples=int(sums[0][..., 3].sum()),
+        info=info,
+    )
 
 
 class WavefrontJob(RenderJob):
@@ -263,6 +291,37 @@ class WavefrontJob(RenderJob):
         self._dispatch("wave_finish", self.width * self.height, params=params, **values)
 
 
+def integrator_settings(
+    scene: Scene,
+    *,
+    spp: int | None = None,
+    seed: int | None = None,
+    max_depth: int | None = None,
+    strategy: str | None = None,
+    materials: str | None = None,
+) -> Integrator:
+    """The scene's integrator settings with those given replaced, checked."""
+    overrides = {
+        k: v
+        for k, v in {
+            "spp": spp,
+            "seed": seed,
+            "max_depth": max_depth,
+            "strategy": strategy,
+            "materials": materials,
+        }.items()
+        if v is not None
+    }
+    settings = replace(scene.integrator, **overrides)
+    if settings.spp < 1:
+        raise ValueError(f"spp must be >= 1, got {settings.spp}")
+    if settings.strategy not in STRATEGIES:
+        raise ValueError(f"strategy must be one of {STRATEGIES}, got {settings.strategy!r}")
+    if settings.materials not in MATERIAL_MODES:
+        raise ValueError(f"materials must be one of {MATERIAL_MODES}, got {settings.materials!r}")
+    return settings
+
+
 class Renderer:
     """Path tracer for one scene on one device ("auto", "cpu", "cuda", "vulkan")."""
 
@@ -275,6 +334,7 @@ class Renderer:
             raise ValueError(f"neural_mlp must be one of {NEURAL_MLP_CHOICES}, got {neural_mlp!r}")
         self.device = open_device(device) if isinstance(device, str) else device
         self.scene = scene
+        self.neural_mlp = neural_mlp
         self.defines = {"NRENDER_NEURAL_PER_LANE_ONLY": "1"} if neural_mlp == "per-lane" else None
         self.kernel = self.device.kernel(*KERNEL, self.defines)
         self.buffers = SceneBuffers(self.device, self.kernel, scene)
@@ -304,27 +364,14 @@ class Renderer:
         warps stay coherent (WavefrontJob). The two give the same image (on CUDA, up to
         the tensor-core decoder's fp16 rounding). `camera` replaces the scene's camera
         (and its resolution) for this job only, as the viewer does."""
-        settings = self.scene.integrator
-        overrides = {
-            k: v
-            for k, v in {
-                "spp": spp,
-                "seed": seed,
-                "max_depth": max_depth,
-                "strategy": strategy,
-                "materials": materials,
-            }.items()
-            if v is not None
-        }
-        settings = replace(settings, **overrides)
-        if settings.spp < 1:
-            raise ValueError(f"spp must be >= 1, got {settings.spp}")
-        if settings.strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {STRATEGIES}, got {settings.strategy!r}")
-        if settings.materials not in MATERIAL_MODES:
-            raise ValueError(
-                f"materials must be one of {MATERIAL_MODES}, got {settings.materials!r}"
-            )
+        settings = integrator_settings(
+            self.scene,
+            spp=spp,
+            seed=seed,
+            max_depth=max_depth,
+            strategy=strategy,
+            materials=materials,
+        )
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if schedule == "wavefront":
