@@ -7,56 +7,25 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import assert_mean_close
+from test_integrator import lit_stage
 
 from renderer import Renderer, load_scene
 
 
 def ground_stage(ground: float, spp: int = 32) -> dict:
-    """A box and a ball under a 0.8 m lamp on a `ground`-metre plane, under a dim sky with a
-    low sun: near the objects the lamp gives more light than the sky."""
-    return {
-        "version": 1,
-        "camera": {
-            "position": [0, 2.0, 4.5],
-            "look_at": [0, 0.4, 0],
-            "fov": 45,
-            "resolution": [32, 24],
-        },
-        "integrator": {"spp": spp, "max_depth": 3, "seed": 5},
-        "environment": {
-            "type": "sky",
-            "resolution": [64, 32],
-            "sun_angle": 10.0,
-            "sun_radiance": 30.0,
-            "sun_direction": [-0.6, 0.3, 0.4],
-            "scale": 0.3,
-        },
-        "materials": {
-            "floor": {"type": "diffuse", "albedo": 0.6},
-            "red": {"type": "diffuse", "albedo": [0.7, 0.2, 0.1]},
-            "lamp": {"type": "diffuse", "albedo": 0.0, "emission": 20.0},
-        },
-        "meshes": {
-            "floor": {"type": "plane", "size": [ground, ground]},
-            "block": {"type": "box", "size": [0.8, 0.8, 0.8]},
-            "ball": {"type": "sphere", "radius": 0.5, "segments": 16, "rings": 8},
-            "lamp": {"type": "plane", "size": [0.8, 0.8]},
-        },
-        "instances": [
-            {"mesh": "floor", "material": "floor"},
-            {
-                "mesh": "block",
-                "material": "red",
-                "transform": {"translate": [-0.7, 0.4, 0], "rotate": [0, 25, 0]},
-            },
-            {"mesh": "ball", "material": "floor", "transform": {"translate": [0.8, 0.5, 0.2]}},
-            {
-                "mesh": "lamp",
-                "material": "lamp",
-                "transform": {"translate": [0.3, 2.0, 0.5], "rotate": [180, 0, 0]},
-            },
-        ],
-    }
+    """The integrator tests' lit stage (a box and a ball on a plane) with a 0.8 m lamp on a
+    `ground`-metre plane, under a dim sky with a low sun: near the objects the lamp gives
+    more light than the sky."""
+    scene = lit_stage(spp)
+    scene["integrator"]["seed"] = 5
+    scene["environment"].update(
+        sun_angle=10.0, sun_radiance=30.0, sun_direction=[-0.6, 0.3, 0.4], scale=0.3
+    )
+    scene["materials"]["lamp"]["emission"] = 20.0
+    scene["meshes"]["floor"]["size"] = [ground, ground]
+    scene["meshes"]["ball"].update(segments=16, rings=8)
+    scene["meshes"]["lamp"]["size"] = [0.8, 0.8]
+    return scene
 
 
 def bounding_sphere_probability(renderer: Renderer) -> float:
