@@ -103,3 +103,33 @@ def test_compiler_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert compile_to("c.so") == source.read_bytes()
     assert counter.read_text().count("run") == 2
     assert len(list((tmp_path / "cache" / "cxx").glob("*.so"))) == 2
+
+
+def test_inline_min_max_match_libm(tmp_path: Path) -> None:
+    # Catches: the kernels' inlined min/max (cxx_cache.CPU_MATH_HEADER, which replaces the
+    # libm calls of Slang's CPU prelude) giving other results than fminf/fmaxf, e.g. a NaN
+    # operand propagated instead of ignored, which would change how paths with a NaN end.
+    import subprocess
+
+    (tmp_path / "cpu_math.h").write_text(cxx_cache.CPU_MATH_HEADER)
+    (tmp_path / "check.cpp").write_text(
+        '#include "cpu_math.h"\n#include <cstdio>\n#undef fminf\n#undef fmaxf\n'
+        "int main() {\n"
+        "  const float v[] = {NAN, -INFINITY, -2.5f, -0.0f, 0.0f, 1e-40f, 3.0f, INFINITY};\n"
+        "  int bad = 0;\n"
+        "  for (float a : v) for (float b : v) {\n"
+        "    float m = nrender_fminf(a, b), n = fminf(a, b);\n"
+        "    float x = nrender_fmaxf(a, b), y = fmaxf(a, b);\n"
+        "    bool same_min = (m == n) || (m != m && n != n);\n"
+        "    bool same_max = (x == y) || (x != x && y != y);\n"
+        "    bad += !same_min + !same_max;\n"
+        "  }\n"
+        '  printf("%d\\n", bad);\n'
+        "  return 0;\n}\n"
+    )
+    compiler = cxx_cache.find_real_compiler(os.environ.get("PATH", ""), None)
+    assert compiler is not None
+    subprocess.run(
+        [compiler, "-O3", str(tmp_path / "check.cpp"), "-o", str(tmp_path / "check")], check=True
+    )
+    assert subprocess.run([str(tmp_path / "check")], capture_output=True, text=True).stdout == "0\n"
