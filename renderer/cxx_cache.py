@@ -29,11 +29,14 @@ from pathlib import Path
 COMPILER_NAMES = ("g++", "clang++")
 _MAX_ENTRIES = 400
 # fminf/fmaxf with C's results (a NaN operand yields the other operand), inlined.
-CPU_MATH_HEADER = """#include <math.h>
+CPU_MATH_HEADER = """#ifndef NRENDER_CPU_MATH_H
+#define NRENDER_CPU_MATH_H
+#include <math.h>
 static inline float nrender_fminf(float a, float b) { return a < b ? a : (b != b ? a : b); }
 static inline float nrender_fmaxf(float a, float b) { return a > b ? a : (b != b ? a : b); }
 #define fminf nrender_fminf
 #define fmaxf nrender_fmaxf
+#endif
 """
 
 
