@@ -10,6 +10,7 @@ from conftest import assert_mean_close
 from test_integrator import lit_stage
 
 from renderer import Renderer, load_scene
+from renderer.render.light_selection import bounding_sphere_probability
 
 
 def ground_stage(ground: float, spp: int = 32) -> dict:
@@ -28,23 +29,12 @@ def ground_stage(ground: float, spp: int = 32) -> dict:
     return scene
 
 
-def bounding_sphere_probability(renderer: Renderer) -> float:
-    """The selection nrender used before: pi^2 r^2 x the environment's mean radiance for
-    the scene's bounding-sphere radius r, against the emitters' power (area x pi x L)."""
-    scene = renderer.scene
-    env = scene.environment
-    lo, hi = renderer.buffers.bounds
-    radius = 0.5 * float(np.linalg.norm(np.asarray(hi) - np.asarray(lo)))
-    h, w = env.radiance.shape[:2]
-    sin_theta = np.sin(np.pi * (np.arange(h) + 0.5) / h)
-    lum = env.radiance @ np.array([0.2126, 0.7152, 0.0722])
-    mean = env.scale * (lum * sin_theta[:, None]).sum() / (sin_theta.sum() * w)
-    env_power = np.pi**2 * radius**2 * mean
-    lights = renderer.buffers.emitter_lights
-    v = lights.vertices.astype(np.float64)
-    area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
-    emitter_power = float((area * lights.radiance * np.pi).sum())
-    return env_power / (env_power + emitter_power)
+def old_probability(renderer: Renderer) -> float:
+    """The bounding-sphere selection nrender used before."""
+    buffers = renderer.buffers
+    return bounding_sphere_probability(
+        renderer.scene.environment, buffers.bounds, buffers.emitter_lights
+    )
 
 
 def test_strategies_agree_with_the_new_selection(cpu) -> None:
@@ -112,7 +102,7 @@ def test_huge_ground_does_not_make_the_sky_win(cpu) -> None:
     e_sky = sky * (np.pi - form)
     expected = 0.05 + 0.9 * e_sky / (e_sky + e_lamp)  # the defensive 10% even split
     assert 0.35 < expected < 0.42  # the scene is what the comment says
-    assert bounding_sphere_probability(renderer) > 0.999
+    assert old_probability(renderer) > 0.999
     # 0.03: the lamp's irradiance varies ~2% over the viewed patch, plus sampling noise.
     assert renderer.buffers.stats.environment_probability == pytest.approx(expected, abs=0.03)
 
@@ -125,7 +115,7 @@ def test_ground_plane_variance_well_below_the_old_selection(cpu) -> None:
     # tools/light_selection_study.py.)
     renderer = Renderer(load_scene(ground_stage(12.0)), cpu)
     p_new = renderer.buffers.stats.environment_probability
-    p_old = bounding_sphere_probability(renderer)
+    p_old = old_probability(renderer)
     assert p_old > 0.65 and p_new < 0.4, (p_old, p_new)
     variance = {}
     for name, p in (("old", p_old), ("new", p_new)):

@@ -27,7 +27,7 @@ import numpy as np
 import renderer.device as render_device
 from renderer import Renderer, load_scene
 from renderer.paths import scenes_dir
-from renderer.render.scene_buffers import environment_mean_radiance
+from renderer.render.light_selection import bounding_sphere_probability
 from renderer.scene.types import Scene
 
 
@@ -143,19 +143,10 @@ SCENES: dict[str, Callable[[], dict | str]] = {
 
 
 def _bounding_sphere_probability(renderer: Renderer) -> float:
-    """The selection before: environment power pi^2 r^2 x mean radiance for the bounding
-    sphere's radius r (pbrt's infinite-light power) against the emitters' emitted power."""
     buffers = renderer.buffers
-    env = renderer.scene.environment
-    lo, hi = buffers.bounds
-    radius = max(0.5 * float(np.linalg.norm(np.asarray(hi) - np.asarray(lo))), 1e-6)
-    env_power = 0.0 if env.is_black else np.pi**2 * radius**2 * environment_mean_radiance(env)
-    lights = buffers.emitter_lights
-    v = lights.vertices.astype(np.float64)
-    area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
-    emitter_power = float((area * lights.radiance * np.pi).sum())
-    total = env_power + emitter_power
-    return env_power / total if total > 0 else 0.0
+    return bounding_sphere_probability(
+        renderer.scene.environment, buffers.bounds, buffers.emitter_lights
+    )
 
 
 def measure(renderer: Renderer, p_env: float, spp: int, seeds: int) -> tuple[float, float]:

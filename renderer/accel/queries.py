@@ -9,6 +9,7 @@ Runs shaders/scene/trace_rays.slang: the same traversal the path tracer uses.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -33,12 +34,22 @@ class RayHits:
 
 
 class TriangleQueries:
-    def __init__(self, device: RenderDevice, triangles: np.ndarray, bvh: Bvh | None = None) -> None:
+    def __init__(
+        self,
+        device: RenderDevice,
+        triangles: np.ndarray,
+        bvh: Bvh | None = None,
+        geometry: dict[str, Any] | None = None,
+    ) -> None:
+        """`geometry`: the `SceneGeometry` value of `triangles` under `bvh` already on
+        `device` (a renderer's), used instead of uploading them again."""
         triangles = np.asarray(triangles, np.float32).reshape(-1, 3, 3)
         self.device = device
         self.kernel = device.kernel(*MODULE)
         self.bvh = bvh or build_bvh(triangles.min(axis=1), triangles.max(axis=1))
-        self.geometry = upload_geometry(
+        if geometry is not None and bvh is None:
+            raise ValueError("an uploaded geometry needs the BVH it was uploaded with")
+        self.geometry = geometry or upload_geometry(
             device, self.kernel, self.bvh, triangles[self.bvh.primitive_order]
         )
 

@@ -214,3 +214,27 @@ def environment_probability(
     if e_env.size == 0:  # the camera sees no surface: nothing to weigh the lights by
         return mixed_probability(1.0, 1.0)
     return mixed_probability(float(e_env.mean()), float(e_emit.mean()))
+
+
+def bounding_sphere_probability(
+    env: Environment, bounds: tuple[np.ndarray, np.ndarray], emitters: EmitterLights
+) -> float:
+    """The selection nrender used before (pbrt's power of an infinite light): pi^2 r^2 x
+    the environment's mean luminance for the scene's bounding-sphere radius r, against the
+    emitters' power (area x pi x L). Not used for rendering: the baseline that
+    tools/light_selection_study.py and the tests measure the new estimate against."""
+    h, w = env.radiance.shape[:2]
+    sin_theta = np.sin(np.pi * (np.arange(h) + 0.5) / h)
+    lum = env.radiance @ LUMINANCE
+    mean = (
+        0.0
+        if env.is_black
+        else env.scale * (lum * sin_theta[:, None]).sum() / (sin_theta.sum() * w)
+    )
+    radius = 0.5 * float(np.linalg.norm(np.asarray(bounds[1]) - np.asarray(bounds[0])))
+    env_power = np.pi**2 * radius**2 * float(mean)
+    v = emitters.vertices.astype(np.float64)
+    area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
+    emitter_power = float((area * emitters.radiance * np.pi).sum())
+    total = env_power + emitter_power
+    return env_power / total if total > 0 else 0.0

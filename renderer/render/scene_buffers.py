@@ -155,14 +155,6 @@ def environment_weights(radiance: np.ndarray) -> np.ndarray:
     return neighbours * sin_theta[:, None]
 
 
-def environment_mean_radiance(env: Environment) -> float:
-    """Solid-angle mean luminance of the environment (scale included)."""
-    h, w = env.radiance.shape[:2]
-    sin_theta = np.sin(np.pi * (np.arange(h) + 0.5) / h)
-    lum = env.radiance @ LUMINANCE
-    return float(env.scale * (lum * sin_theta[:, None]).sum() / (sin_theta.sum() * w))
-
-
 MIN_EMITTER_AREA = 1e-18
 
 
@@ -224,7 +216,7 @@ class SceneBuffers:
             scene.camera,
             scene.environment,
             self.emitter_lights,
-            lambda: TriangleQueries(device, triangles.vertices, bvh),
+            lambda: TriangleQueries(device, triangles.vertices, bvh, self.geometry),
             triangles.vertices,
             self.ray_epsilon,
         )
