@@ -100,7 +100,7 @@ def test_closest_hit_matches_brute_force_on_soups(cpu) -> None:
         bvh_hits = q.closest_hit(o, d)
         brute = q.closest_hit_brute_force(o, d)
         assert bvh_hits.hit.mean() > 0.3
-        np.testing.assert_array_equal(bvh_hits.triangle, brute.triangle)
+        np.testing.assert_array_equal(bvh_hits.primitive, brute.primitive)
         np.testing.assert_array_equal(bvh_hits.t, brute.t)
         np.testing.assert_array_equal(bvh_hits.barycentrics, brute.barycentrics)
         # Any-hit agrees with closest hit on whether something is there.
@@ -111,7 +111,7 @@ def test_closest_hit_matches_brute_force_on_soups(cpu) -> None:
         assert agree.mean() > 0.999
         both = np.isfinite(t_ref) & bvh_hits.hit
         np.testing.assert_allclose(bvh_hits.t[both], t_ref[both], rtol=1e-4, atol=1e-5)
-        assert (bvh_hits.triangle[both] == idx_ref[both]).mean() > 0.999
+        assert (bvh_hits.primitive[both] == idx_ref[both]).mean() > 0.999
 
 
 def test_degenerate_and_coplanar_triangles(cpu) -> None:
@@ -139,7 +139,7 @@ def test_degenerate_and_coplanar_triangles(cpu) -> None:
     o, d = np.concatenate([o, o2]).astype(np.float32), np.concatenate([d, d2]).astype(np.float32)
     bvh_hits = q.closest_hit(o, d)
     brute = q.closest_hit_brute_force(o, d)
-    np.testing.assert_array_equal(bvh_hits.triangle, brute.triangle)
+    np.testing.assert_array_equal(bvh_hits.primitive, brute.primitive)
     np.testing.assert_array_equal(bvh_hits.t, brute.t)
     np.testing.assert_array_equal(q.occluded(o, d), bvh_hits.hit)
 
@@ -166,7 +166,7 @@ def test_t_max_limits_hits(cpu) -> None:
     o = np.array([[0, 0, 2], [0, 0, 2]], np.float32)
     d = np.array([[0, 0, -1], [0, 0, -1]], np.float32)
     hits = q.closest_hit(o, d, t_max=np.array([3.0, 1.5], np.float32))
-    assert hits.triangle.tolist() == [0, -1]
+    assert hits.primitive.tolist() == [0, -1]
     assert hits.t[0] == pytest.approx(2.0)
     assert q.occluded(o, d, t_max=np.array([3.0, 1.5], np.float32)).tolist() == [True, False]
 

@@ -27,7 +27,7 @@ def test_cpu_device_runs_explicit_compute_kernels(cpu) -> None:
     assert cpu.kind == "cpu"
     q = TriangleQueries(cpu, np.array([[[0, 0, 0], [1, 0, 0], [0, 1, 0]]], np.float32))
     hits = q.closest_hit(np.array([[0.25, 0.25, 1]]), np.array([[0, 0, -1]]))
-    assert hits.triangle.tolist() == [0] and hits.t[0] == pytest.approx(1.0)
+    assert hits.primitive.tolist() == [0] and hits.t[0] == pytest.approx(1.0)
     np.testing.assert_allclose(hits.barycentrics[0], [0.25, 0.25], atol=1e-6)
 
 

@@ -46,11 +46,11 @@ def test_traversal_parity_with_cpu(cpu, gpu) -> None:
     on_gpu = TriangleQueries(gpu, tris)
     on_cpu = TriangleQueries(cpu, tris, bvh=on_gpu.bvh)
     g, c = on_gpu.closest_hit(o, d), on_cpu.closest_hit(o, d)
-    np.testing.assert_array_equal(g.triangle, on_gpu.closest_hit_brute_force(o, d).triangle)
+    np.testing.assert_array_equal(g.primitive, on_gpu.closest_hit_brute_force(o, d).primitive)
     # Compilers may contract differently (FMA): allow a hair of rounding, but not more.
     # The error in t scales with the coordinates (~4 here), not with t itself.
-    assert (g.triangle == c.triangle).mean() > 0.999
-    both = (g.triangle == c.triangle) & g.hit
+    assert (g.primitive == c.primitive).mean() > 0.999
+    both = (g.primitive == c.primitive) & g.hit
     np.testing.assert_allclose(g.t[both], c.t[both], rtol=1e-5, atol=4 * 4e-7)
 
 

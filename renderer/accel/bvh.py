@@ -240,3 +240,66 @@ def build_bvh(
         depth,
         time.perf_counter() - start_time,
     )
+
+
+def join_bvhs(first: Bvh, second: Bvh) -> Bvh:
+    """One tree over both primitive sets: a new root over the two trees. The second set's
+    primitives take the slots after the first's (its leaves' `first_index` and its
+    `primitive_order` are offset by the first set's count), so every leaf holds primitives
+    of one set only (shaders/scene/geometry.slang tests the kind once per leaf).
+
+    Node layout: [root, first's root, second's root, first's other nodes, second's other
+    nodes]; the children of an interior node stay consecutive."""
+    offset = len(first.primitive_order)
+    if second.node_count == 0:
+        return first
+    if first.node_count == 0:
+        is_leaf = second.primitive_count > 0
+        return Bvh(
+            second.bounds_min,
+            second.bounds_max,
+            np.where(is_leaf, second.first_index + offset, second.first_index).astype(np.uint32),
+            second.primitive_count,
+            second.primitive_order + offset,
+            second.depth,
+            second.build_seconds,
+        )
+    n_first = first.node_count
+
+    def moved(bvh: Bvh, root: int, others: int) -> np.ndarray:
+        """New index of each node of `bvh`: its root to `root`, node i >= 1 to others + i."""
+        index = np.arange(bvh.node_count, dtype=np.int64) + others
+        index[0] = root
+        return index
+
+    new_first = moved(first, 1, 2)  # first's nodes 1.. at 3..
+    new_second = moved(second, 2, n_first + 1)  # second's nodes 1.. after them
+    total = n_first + second.node_count + 1
+    bounds_min = np.empty((total, 3), np.float32)
+    bounds_max = np.empty((total, 3), np.float32)
+    first_index = np.empty(total, np.uint32)
+    primitive_count = np.empty(total, np.uint32)
+    for bvh, new, leaf_offset in ((first, new_first, 0), (second, new_second, offset)):
+        leaf = bvh.primitive_count > 0
+        bounds_min[new] = bvh.bounds_min
+        bounds_max[new] = bvh.bounds_max
+        primitive_count[new] = bvh.primitive_count
+        # interior nodes point at their (moved) first child; leaves at their slots
+        child = new[np.where(leaf, 0, bvh.first_index)]
+        first_index[new] = np.where(leaf, bvh.first_index.astype(np.int64) + leaf_offset, child)
+    bounds_min[0] = np.minimum(first.bounds_min[0], second.bounds_min[0])
+    bounds_max[0] = np.maximum(first.bounds_max[0], second.bounds_max[0])
+    first_index[0] = 1
+    primitive_count[0] = 0
+    depth = max(first.depth, second.depth) + 1
+    if depth > BVH_STACK_SIZE:
+        raise RuntimeError(f"BVH of depth {depth} exceeds the traversal stack ({BVH_STACK_SIZE})")
+    return Bvh(
+        bounds_min,
+        bounds_max,
+        first_index,
+        primitive_count,
+        np.concatenate([first.primitive_order, second.primitive_order + offset]),
+        depth,
+        first.build_seconds + second.build_seconds,
+    )

@@ -1,7 +1,10 @@
-"""Batched ray queries against a triangle set, for tests, tools and benchmarks.
+"""Batched ray queries against triangles and spheres, for tests, tools and benchmarks.
 
     queries = TriangleQueries(device, triangles)          # triangles [T, 3, 3]
-    hits = queries.closest_hit(origins, directions)       # t, triangle (input index), uv
+    hits = queries.closest_hit(origins, directions)       # t, primitive (input index), uv
+
+With `spheres=SphereSet(...)` the spheres are traced too; a hit's `primitive` is then an
+input index in "triangles, then spheres" order (T + i for sphere i).
 
 Runs shaders/scene/trace_rays.slang: the same traversal the path tracer uses.
 """
@@ -14,7 +17,8 @@ from typing import Any
 import numpy as np
 
 from ..device import RenderDevice
-from .bvh import Bvh, build_bvh
+from .bvh import Bvh
+from .primitives import SphereSet, build_primitive_bvh, sphere_slots
 from .upload import upload_geometry
 
 MODULE = ("scene/trace_rays.slang", "trace_rays")
@@ -25,12 +29,12 @@ MISS = 0xFFFFFFFF
 @dataclass
 class RayHits:
     t: np.ndarray  # [R] float32, t_max where missed
-    triangle: np.ndarray  # [R] int64 index into the input triangles, -1 where missed
-    barycentrics: np.ndarray  # [R, 2] (b1, b2)
+    primitive: np.ndarray  # [R] int64 input index (triangles, then spheres), -1 where missed
+    barycentrics: np.ndarray  # [R, 2] (b1, b2) on triangles
 
     @property
     def hit(self) -> np.ndarray:
-        return self.triangle >= 0
+        return self.primitive >= 0
 
 
 class TriangleQueries:
@@ -40,17 +44,24 @@ class TriangleQueries:
         triangles: np.ndarray,
         bvh: Bvh | None = None,
         geometry: dict[str, Any] | None = None,
+        spheres: SphereSet | None = None,
     ) -> None:
-        """`geometry`: the `SceneGeometry` value of `triangles` under `bvh` already on
-        `device` (a renderer's), used instead of uploading them again."""
+        """`geometry`: the `SceneGeometry` value of `triangles` and `spheres` under `bvh`
+        already on `device` (a renderer's), used instead of uploading them again."""
         triangles = np.asarray(triangles, np.float32).reshape(-1, 3, 3)
+        spheres = spheres or SphereSet.empty()
         self.device = device
         self.kernel = device.kernel(*MODULE)
-        self.bvh = bvh or build_bvh(triangles.min(axis=1), triangles.max(axis=1))
+        self.bvh = bvh or build_primitive_bvh(triangles, spheres)
         if geometry is not None and bvh is None:
             raise ValueError("an uploaded geometry needs the BVH it was uploaded with")
+        count = len(triangles)
         self.geometry = geometry or upload_geometry(
-            device, self.kernel, self.bvh, triangles[self.bvh.primitive_order]
+            device,
+            self.kernel,
+            self.bvh,
+            triangles[self.bvh.primitive_order[:count]],
+            spheres.take(sphere_slots(self.bvh, count)),
         )
 
     def _run(
@@ -73,12 +84,12 @@ class TriangleQueries:
             mode=mode,
         )
         out = self.device.download(hits, self.kernel.dtype("Hit"), (count,))
-        slot = out["triangle"].astype(np.int64)
-        missed = out["triangle"] == MISS
-        triangle = np.where(missed, -1, self.bvh.primitive_order[np.where(missed, 0, slot)])
+        slot = out["primitive"].astype(np.int64)
+        missed = out["primitive"] == MISS
+        primitive = np.where(missed, -1, self.bvh.primitive_order[np.where(missed, 0, slot)])
         if mode == MODE_ANY:
-            triangle = np.where(missed, -1, 0)
-        return RayHits(out["t"].copy(), triangle, out["barycentrics"].copy())
+            primitive = np.where(missed, -1, 0)
+        return RayHits(out["t"].copy(), primitive, out["barycentrics"].copy())
 
     def closest_hit(
         self, origins: np.ndarray, directions: np.ndarray, t_max: float | np.ndarray = 3.0e38

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..accel.primitives import SphereSet
 from ..accel.queries import TriangleQueries
 from ..image_io import LUMINANCE
 from ..scene.environment import texel_directions
@@ -75,9 +76,11 @@ def camera_receivers(
     queries: TriangleQueries,
     triangles: np.ndarray,
     grid: tuple[int, int] = RECEIVER_GRID,
+    spheres: SphereSet | None = None,
 ) -> Receivers:
     """First hits of a grid of camera rays through pixel-block centres (same rays as
-    shaders/scene/camera.slang); `triangles` [T, 3, 3] in the order `queries` was given."""
+    shaders/scene/camera.slang); `triangles` [T, 3, 3] and `spheres` in the order `queries`
+    was given."""
     width, height = camera.resolution
     forward, right, up = camera.basis()
     tan_half = np.tan(np.radians(camera.fov) / 2)
@@ -90,11 +93,17 @@ def camera_receivers(
     origins = np.repeat(np.asarray(camera.position, np.float64)[None], len(d), axis=0)
     hits = queries.closest_hit(origins, d)
     ok = hits.hit
-    tri = triangles[hits.triangle[ok]].astype(np.float64)
+    points = origins[ok] + hits.t[ok, None].astype(np.float64) * d[ok]
+    primitive = hits.primitive[ok]
+    on_sphere = primitive >= len(triangles)
+    tri = triangles[np.where(on_sphere, 0, primitive)].astype(np.float64)
     n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    if on_sphere.any():
+        assert spheres is not None
+        ball = primitive[on_sphere] - len(triangles)
+        n[on_sphere] = points[on_sphere] - spheres.centers[ball].astype(np.float64)
     n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-30)
     n *= -np.sign((n * d[ok]).sum(axis=1, keepdims=True) + 1e-30)
-    points = origins[ok] + hits.t[ok, None].astype(np.float64) * d[ok]
     return Receivers(points, n)
 
 
@@ -194,10 +203,12 @@ def environment_probability(
     queries_factory: Callable[[], TriangleQueries],
     triangles: np.ndarray,
     epsilon: float,
+    spheres: SphereSet | None = None,
 ) -> float:
     """Probability of sampling the environment in next-event estimation: 0 without an
     environment, 1 without emitters, else measured at the camera's receivers.
-    `queries_factory()` builds the TriangleQueries for `triangles` only when needed."""
+    `queries_factory()` builds the TriangleQueries for `triangles` and `spheres` only when
+    needed."""
     has_env = not env.is_black
     has_emitters = len(emitters.pmf) > 0 and float(emitters.pmf.sum()) > 0
     if not has_env:
@@ -207,7 +218,7 @@ def environment_probability(
     if camera is None:
         return mixed_probability(1.0, 1.0)
     queries = queries_factory()
-    receivers = camera_receivers(camera, queries, triangles)
+    receivers = camera_receivers(camera, queries, triangles, spheres=spheres)
     rng = np.random.default_rng(SEED)
     e_env = environment_samples(env, receivers, queries, epsilon, rng)
     e_emit = emitter_samples(emitters, receivers, queries, epsilon, rng)

@@ -1,11 +1,13 @@
 """A Scene turned into device buffers laid out as shaders/scene/scene.slang declares them.
 
-Instances are flattened into world-space triangles, a BVH is built over them and every
-per-triangle array is put into BVH order. Struct layouts come from the kernel's
+Mesh instances are flattened into world-space triangles and analytic spheres into
+world-space spheres; one BVH is built over both (accel/primitives.py) and every
+per-triangle and per-sphere array is put into BVH order. Struct layouts come from the kernel's
 reflection (renderer/layout.py), never from hand-written offsets.
 
-Emissive triangles are chosen for light sampling by power: area x pi x the luminance of
-the emission, with an emission texture's mean over the triangle (emitter_power.py). How
+Emissive triangles and spheres are chosen for light sampling by power: area x pi x the
+luminance of the emission, with an emission texture's mean over the triangle
+(emitter_power.py) or the sphere (over stand-in triangles, spheres.py). How
 often the environment is sampled instead is measured where the camera looks
 (light_selection.py).
 """
@@ -18,7 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..accel import Bvh, build_bvh
+from ..accel import Bvh, build_primitive_bvh
+from ..accel.primitives import sphere_slots
 from ..accel.queries import TriangleQueries
 from ..accel.upload import upload_geometry
 from ..device import Kernel, RenderDevice
@@ -26,10 +29,11 @@ from ..image_io import LUMINANCE
 from ..layout import INVALID_INDEX
 from ..materials.tables import DEFAULT_WALK_DEPTH, DEFAULT_WALKS, MaterialEntry, MaterialTables
 from ..scene.transform import transform_normals, transform_points
-from ..scene.types import Environment, Scene
+from ..scene.types import Environment, Mesh, Scene
 from .distributions import cdf_2d, cdf_rows
 from .emitter_power import emission_texture_means
 from .light_selection import EmitterLights, environment_probability
+from .spheres import SphereInstances, flatten_spheres, proxy_triangles
 
 NO_UV_LOD = -64.0  # lod constant of a triangle without usable uvs: always the finest level
 
@@ -93,6 +97,8 @@ def flatten_instances(scene: Scene, material_index: dict[str, int]) -> Triangles
     vertices, normals, uvs, materials = [], [], [], []
     for instance in scene.instances:
         mesh = scene.meshes[instance.mesh]
+        if not isinstance(mesh, Mesh):
+            continue  # analytic spheres: spheres.py
         m = instance.transform
         # A mirroring transform turns the winding inside out: swap two corners first, so
         # geometric normals, flat normals and uvs all follow the corrected order.
@@ -109,7 +115,7 @@ def flatten_instances(scene: Scene, material_index: dict[str, int]) -> Triangles
         vertices.append(tri_p)
         normals.append(tri_n)
         uvs.append(tri_uv)
-        materials.append(np.full(len(mesh.faces), material_index[instance.material], np.uint32))
+        materials.append(np.full(len(faces), material_index[instance.material], np.uint32))
     if not vertices:
         return Triangles(
             np.zeros((0, 3, 3), np.float32),
@@ -128,6 +134,7 @@ def flatten_instances(scene: Scene, material_index: dict[str, int]) -> Triangles
 @dataclass
 class SceneStats:
     triangles: int = 0
+    spheres: int = 0
     bvh_nodes: int = 0
     bvh_depth: int = 0
     bvh_seconds: float = 0.0
@@ -168,25 +175,29 @@ class SceneBuffers:
         names = list(scene.materials)
         self.material_index = {name: i for i, name in enumerate(names)}
         triangles = flatten_instances(scene, self.material_index)
+        all_spheres = flatten_spheres(scene, self.material_index)
         self.stats.triangles = triangles.count
+        self.stats.spheres = all_spheres.count
 
-        bvh = self._build_bvh(triangles)
-        order = bvh.primitive_order
+        bvh = self._build_bvh(triangles, all_spheres)
+        order = bvh.primitive_order[: triangles.count]
         vertices = triangles.vertices[order]
         normals = triangles.normals[order]
         uvs = triangles.uvs[order]
         material_ids = triangles.material[order]
+        spheres = all_spheres.take(sphere_slots(bvh, triangles.count))
+        corners = np.concatenate([vertices.reshape(-1, 3), *spheres.spheres.bounds()])
         self.bounds = (
-            (vertices.reshape(-1, 3).min(axis=0), vertices.reshape(-1, 3).max(axis=0))
-            if triangles.count
+            (corners.min(axis=0), corners.max(axis=0))
+            if len(corners)
             else (np.zeros(3), np.zeros(3))
         )
 
         start = time.perf_counter()
-        emitter_of_triangle, emitters, emitter_cdf, area_power = self._emitters(
-            scene, names, vertices, uvs, material_ids
+        emitter_of_triangle, emitter_of_sphere, emitters, emitter_cdf, area_power = self._emitters(
+            scene, names, vertices, uvs, material_ids, spheres
         )
-        self.geometry = upload_geometry(device, kernel, bvh, vertices)
+        self.geometry = upload_geometry(device, kernel, bvh, vertices, spheres.spheres)
         shading = kernel.records("TriangleShading", triangles.count)
         for k in range(3):
             shading[f"n{k}"] = normals[:, k]
@@ -196,6 +207,12 @@ class SceneBuffers:
         shading["curvature"] = triangles.curvatures()[order]
         shading["material"] = material_ids
         shading["emitter"] = emitter_of_triangle
+        sphere_shading = kernel.records("SphereShading", spheres.count)
+        for k, axis in enumerate("xyz"):
+            sphere_shading[f"axis_{axis}"] = spheres.axes[:, k]
+        sphere_shading["material"] = spheres.material
+        sphere_shading["emitter"] = emitter_of_sphere
+        sphere_shading["normal_sign"] = spheres.normal_sign
         self.material_tables = MaterialTables(
             device,
             kernel,
@@ -210,15 +227,18 @@ class SceneBuffers:
             ],
         )
         environment = self._environment(scene.environment)
-        extent = float(np.abs(np.concatenate(self.bounds)).max()) if triangles.count else 1.0
+        extent = float(np.abs(np.concatenate(self.bounds)).max()) if len(corners) else 1.0
         self.ray_epsilon = 2e-5 * max(1.0, extent)
         p_env = environment_probability(
             scene.camera,
             scene.environment,
             self.emitter_lights,
-            lambda: TriangleQueries(device, triangles.vertices, bvh, self.geometry),
+            lambda: TriangleQueries(
+                device, triangles.vertices, bvh, self.geometry, spheres=all_spheres.spheres
+            ),
             triangles.vertices,
             self.ray_epsilon,
+            spheres=all_spheres.spheres,
         )
         self.stats.environment_probability = p_env
         self.lights = {
@@ -228,12 +248,13 @@ class SceneBuffers:
             "environment_probability": float(p_env),
         }
         self.shading = device.upload(shading)
+        self.sphere_shading = device.upload(sphere_shading)
         self.environment = environment
         self.stats.upload_seconds = time.perf_counter() - start
         self.has_light = area_power > 0 or not scene.environment.is_black
 
-    def _build_bvh(self, triangles: Triangles) -> Bvh:
-        bvh = build_bvh(triangles.vertices.min(axis=1), triangles.vertices.max(axis=1))
+    def _build_bvh(self, triangles: Triangles, spheres: SphereInstances) -> Bvh:
+        bvh = build_primitive_bvh(triangles.vertices, spheres.spheres)
         self.stats.bvh_nodes = bvh.node_count
         self.stats.bvh_depth = bvh.depth
         self.stats.bvh_seconds = bvh.build_seconds
@@ -246,13 +267,14 @@ class SceneBuffers:
         vertices: np.ndarray,
         uvs: np.ndarray,
         material_ids: np.ndarray,
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+        spheres: SphereInstances,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+        """Emissive triangles, then emissive spheres (both in slot order), chosen by power:
+        per emitter index of each triangle and sphere slot, the `Emitter` records, their
+        cdf and the total power."""
         emission = np.array([scene.materials[n].emission for n in names]).reshape(-1, 3)
-        emissive = (
-            np.nonzero((emission @ LUMINANCE)[material_ids] > 0)[0]
-            if len(names)
-            else np.zeros(0, np.int64)
-        )
+        lit = (emission @ LUMINANCE > 0) if len(names) else np.zeros(0, bool)
+        emissive = np.nonzero(lit[material_ids])[0] if len(names) else np.zeros(0, np.int64)
         v = vertices[emissive].astype(np.float64)
         area = 0.5 * np.linalg.norm(np.cross(v[:, 1] - v[:, 0], v[:, 2] - v[:, 0]), axis=1)
         # Luminance of the emission, times the texture's mean where it has one (see the
@@ -269,24 +291,72 @@ class SceneBuffers:
         # samples a point: below ~1e-19 its squared length underflows and the normal is
         # NaN. Such an emitter's power is nil; BSDF-sampled rays still see its emission.
         keep = (area > MIN_EMITTER_AREA) & (radiance > 0)
-        emissive, area = emissive[keep], area[keep]
-        power = area * radiance[keep] * np.pi
-        total = power.sum()
-        self.emitter_lights = EmitterLights(
-            vertices[emissive], radiance[keep], power / total if total > 0 else power
+        emissive, area, radiance = emissive[keep], area[keep], radiance[keep]
+
+        # Spheres: area 4 pi r^2; a texture's mean over the sphere from its proxy triangles.
+        balls = np.nonzero(lit[spheres.material])[0] if len(names) else np.zeros(0, np.int64)
+        ball_area = 4 * np.pi * spheres.spheres.radii[balls].astype(np.float64) ** 2
+        ball_radiance = emission[spheres.material[balls]] @ LUMINANCE
+        proxies = [proxy_triangles(spheres, int(b)) for b in balls]
+        for k, b in enumerate(balls):
+            texture = scene.materials[names[spheres.material[b]]].emission_texture
+            if texture is not None:
+                p, proxy_uvs = proxies[k]
+                weight = np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+                means = emission_texture_means(
+                    texture, emission[spheres.material[b]] * LUMINANCE, proxy_uvs
+                )
+                ball_radiance[k] = (weight * means).sum() / weight.sum()
+        ball_keep = (ball_area > MIN_EMITTER_AREA) & (ball_radiance > 0)
+        balls, ball_area, ball_radiance = (
+            balls[ball_keep],
+            ball_area[ball_keep],
+            ball_radiance[ball_keep],
         )
-        records = self.kernel.records("EmissiveTriangle", len(emissive))
-        records["triangle"] = emissive
-        records["area"] = area
-        records["pmf"] = power / total if total > 0 else 0.0
+        proxies = [proxy for proxy, kept in zip(proxies, ball_keep, strict=True) if kept]
+
+        power = np.concatenate([area * radiance, ball_area * ball_radiance]) * np.pi
+        total = power.sum()
+        pmf = power / total if total > 0 else power
+        self.emitter_lights = self._emitter_lights(
+            vertices[emissive], radiance, pmf, proxies, ball_radiance
+        )
+        count = len(emissive) + len(balls)
+        records = self.kernel.records("Emitter", count)
+        records["primitive"] = np.concatenate([emissive, len(vertices) + balls])
+        records["area"] = np.concatenate([area, ball_area])
+        records["pmf"] = pmf
         emitter_of_triangle = np.full(len(vertices), INVALID_INDEX, np.uint32)
         emitter_of_triangle[emissive] = np.arange(len(emissive), dtype=np.uint32)
-        self.stats.emitters = len(emissive)
+        emitter_of_sphere = np.full(spheres.count, INVALID_INDEX, np.uint32)
+        emitter_of_sphere[balls] = len(emissive) + np.arange(len(balls), dtype=np.uint32)
+        self.stats.emitters = count
         return (
             emitter_of_triangle,
+            emitter_of_sphere,
             records,
             cdf_rows(power) if len(power) else np.zeros(1),
             float(total),
+        )
+
+    @staticmethod
+    def _emitter_lights(
+        triangles: np.ndarray,
+        radiance: np.ndarray,
+        pmf: np.ndarray,
+        proxies: list[tuple[np.ndarray, np.ndarray]],
+        ball_radiance: np.ndarray,
+    ) -> EmitterLights:
+        """The host's copy for light selection: triangles as they are, each sphere as its
+        proxy triangles sharing its probability by area."""
+        vertices, radiances, pmfs = [triangles], [radiance], [pmf[: len(triangles)]]
+        for k, (p, _) in enumerate(proxies):
+            weight = np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+            vertices.append(p.astype(np.float32))
+            radiances.append(np.full(len(p), ball_radiance[k]))
+            pmfs.append(pmf[len(triangles) + k] * weight / weight.sum())
+        return EmitterLights(
+            np.concatenate(vertices), np.concatenate(radiances), np.concatenate(pmfs)
         )
 
     def _environment(self, env: Environment) -> dict[str, Any]:
@@ -317,6 +387,7 @@ class SceneBuffers:
         return {
             "geometry": self.geometry,
             "shading": self.shading,
+            "sphere_shading": self.sphere_shading,
             "materials": self.material_tables.bind(layered_walks, layered_depth, prefer_neural),
             "environment": self.environment,
             "lights": self.lights,

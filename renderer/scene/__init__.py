@@ -1,7 +1,17 @@
 """Scenes: the v1 file format, its loader, and the in-memory scene it produces."""
 
 from .loader import SCENE_VERSION, load_scene, scene_from_dict
-from .types import Camera, Environment, Instance, Integrator, Material, Mesh, Scene, Texture
+from .types import (
+    Camera,
+    Environment,
+    Instance,
+    Integrator,
+    Material,
+    Mesh,
+    Scene,
+    Sphere,
+    Texture,
+)
 
 __all__ = [
     "SCENE_VERSION",
@@ -12,6 +22,7 @@ __all__ = [
     "Material",
     "Mesh",
     "Scene",
+    "Sphere",
     "Texture",
     "load_scene",
     "scene_from_dict",

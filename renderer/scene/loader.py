@@ -31,8 +31,9 @@ from .types import (
     Instance,
     Integrator,
     Material,
-    Mesh,
     Scene,
+    Shape,
+    Sphere,
     Texture,
 )
 
@@ -100,6 +101,24 @@ def preview_scene(material_path: Path) -> Scene:
     return scene
 
 
+def shape_reach(shape: Shape, transform: np.ndarray) -> float:
+    """The largest world coordinate (absolute) of a shape's bounding box under `transform`."""
+    if isinstance(shape, Sphere):
+        with np.errstate(over="ignore", invalid="ignore"):
+            radius = shape.radius * np.abs(np.linalg.det(transform[:3, :3])) ** (1 / 3)
+            return float(np.abs(transform[:3, 3]).max() + radius)
+    return world_reach(shape, transform)
+
+
+def is_similarity(transform: np.ndarray) -> bool:
+    """Whether an affine transform is a rotation (or mirror) times a uniform scale, which
+    keeps a sphere a sphere."""
+    m = transform[:3, :3]
+    gram = m.T @ m
+    scale2 = np.trace(gram) / 3.0
+    return bool(np.abs(gram - scale2 * np.eye(3)).max() <= 1e-6 * scale2)
+
+
 def scene_from_dict(data: Any, *, name: str, base_dir: Path) -> Scene:
     root = Section(data, "", name)
     version = root.raw("version")
@@ -127,7 +146,7 @@ def scene_from_dict(data: Any, *, name: str, base_dir: Path) -> Scene:
         for i, value in enumerate(root.sequence("instances", []))
     ]
     for i, instance in enumerate(instances):
-        reach = world_reach(meshes[instance.mesh], instance.transform)
+        reach = shape_reach(meshes[instance.mesh], instance.transform)
         if not reach <= MAX_COORDINATE:
             raise SceneError(
                 f"{name}: instances[{i}]: mesh {instance.mesh!r} placed by its transform "
@@ -368,9 +387,16 @@ class _SceneReader:
             )
 
     # --- geometry ---------------------------------------------------------------------
-    def mesh(self, s: Section) -> Mesh:
+    def mesh(self, s: Section) -> Shape:
         kind = s.string("type", choices=("file", "sphere", "plane", "box", "cylinder", "torus"))
         segments = {"low": 3, "high": MAX_SEGMENTS}
+        if kind == "sphere" and self.analytic_sphere(s):
+            sphere = Sphere(
+                radius=s.number("radius", 1.0, low=0.0, low_open=True, high=MAX_COORDINATE),
+                flip_normals=s.boolean("flip_normals", False),
+            )
+            s.finish()
+            return sphere
         if kind == "file":
             path = self.resolve(s, "path")
             mesh = load_mesh_file(
@@ -420,6 +446,20 @@ class _SceneReader:
         s.finish()
         return mesh
 
+    @staticmethod
+    def analytic_sphere(s: Section) -> bool:
+        """A sphere is analytic unless it asks for tessellation (`"analytic": false`, or
+        any of `segments`, `rings`, `smooth`, which only a mesh has)."""
+        mesh_keys = [key for key in ("segments", "rings", "smooth") if s.has(key)]
+        analytic = s.boolean("analytic", not mesh_keys)
+        if analytic and mesh_keys:
+            s.fail(
+                f"an analytic sphere has no {mesh_keys[0]!r}: drop it, or set "
+                '"analytic": false for a tessellated sphere',
+                mesh_keys[0],
+            )
+        return analytic
+
     def transform(self, s: Section | None) -> np.ndarray:
         if s is None:
             return np.eye(4)
@@ -450,7 +490,7 @@ class _SceneReader:
         return m
 
     def instance(
-        self, s: Section, materials: dict[str, Material], meshes: dict[str, Mesh]
+        self, s: Section, materials: dict[str, Material], meshes: dict[str, Shape]
     ) -> Instance:
         mesh = s.string("mesh")
         if mesh not in meshes:
@@ -462,5 +502,11 @@ class _SceneReader:
             defined = ", ".join(sorted(materials)) or "none"
             s.fail(f"no material named {material!r} (defined: {defined})", "material")
         transform = self.transform(s.section("transform", None))
+        if isinstance(meshes[mesh], Sphere) and not is_similarity(transform):
+            s.fail(
+                f"mesh {mesh!r} is an analytic sphere, which this transform would stretch "
+                'into an ellipsoid: scale it evenly, or give the sphere "analytic": false',
+                "transform",
+            )
         s.finish()
         return Instance(mesh=mesh, material=material, transform=transform)

@@ -111,6 +111,25 @@ class Mesh:
 
 
 @dataclass
+class Sphere:
+    """An analytic sphere of `radius` about the object's origin: exact silhouettes and
+    normals, traced by a ray/sphere test (shaders/scene/geometry.slang). Its uv and tangent
+    match the tessellated sphere's (scene/shapes.py). Instances may rotate, mirror, move
+    and scale it uniformly, not stretch it."""
+
+    radius: float = 1.0
+    flip_normals: bool = False  # normals (and the front face) point inwards
+    source: str = "sphere"
+
+    @property
+    def triangle_count(self) -> int:
+        return 0
+
+
+Shape = Mesh | Sphere  # what a scene's `meshes` entry is
+
+
+@dataclass
 class Instance:
     """A mesh placed in the world with a material."""
 
@@ -144,10 +163,14 @@ class Scene:
     integrator: Integrator = field(default_factory=Integrator)
     environment: Environment = field(default_factory=Environment)
     materials: dict[str, Material] = field(default_factory=dict)
-    meshes: dict[str, Mesh] = field(default_factory=dict)
+    meshes: dict[str, Shape] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
     source: Path | None = None  # file it was loaded from, if any
 
     @property
     def triangle_count(self) -> int:
         return sum(self.meshes[i.mesh].triangle_count for i in self.instances)
+
+    @property
+    def sphere_count(self) -> int:
+        return sum(isinstance(self.meshes[i.mesh], Sphere) for i in self.instances)
