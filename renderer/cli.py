@@ -19,6 +19,7 @@ from .errors import NrenderError, NrenderWarning, one_line
 from .image_io import check_writable, output_stem
 from .neural.architecture import MAX_LEVEL_TEXELS
 from .paths import default_scene_path
+from .ray_cluster import cluster_address
 from .scene.loader import MAX_DEPTH, MAX_PIXELS, MAX_RESOLUTION, MAX_SPP
 from .scene.types import MATERIAL_MODES, SCHEDULES
 from .version import __version__
@@ -83,6 +84,13 @@ _seed = _integer_in(0, 2**32 - 1)
 _max_depth = _integer_in(0, MAX_DEPTH)
 _exposure = _number_in(-64.0, 64.0)
 _workers = _integer_in(1, 256)  # render.workers.MAX_WORKERS (not imported: it loads slangpy)
+
+
+def _cluster(text: str) -> str:
+    try:
+        return cluster_address(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 class _Parser(argparse.ArgumentParser):
@@ -155,32 +163,42 @@ class _StopRequest:
             signal.signal(signal.SIGINT, self._previous)
 
 
-def cmd_render(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+def _render_job(args: argparse.Namespace, scene: Any) -> Any:
+    """The render's job: worker processes on this machine, or Ray actors (--cluster)."""
+    settings = {
+        "spp": args.spp,
+        "seed": args.seed,
+        "max_depth": args.max_depth,
+        "strategy": args.strategy,
+        "materials": args.materials,
+        "schedule": args.schedule,
+    }
+    if args.cluster:
+        from .ray_cluster import connect
+        from .render.cluster import ClusterRenderJob
 
+        connect(args.cluster)
+        return ClusterRenderJob(scene, args.device, workers=args.workers, **settings)
     from .device import open_device
     from .render.workers import ParallelRenderJob, default_workers
+
+    device = open_device(args.device)
+    width, height = scene.camera.resolution
+    samples = width * height * (args.spp or scene.integrator.spp)
+    workers = args.workers or default_workers(device.kind, samples)
+    return ParallelRenderJob(scene, device, workers=workers, **settings)
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
 
     scene = _load(args)
     stem = output_stem(args.out)
     for suffix in (".exr", ".png"):
         check_writable(stem.with_name(stem.name + suffix))
-    device = open_device(args.device)
-    width, height = scene.camera.resolution
-    samples = width * height * (args.spp or scene.integrator.spp)
-    job = ParallelRenderJob(
-        scene,
-        device,
-        workers=args.workers or default_workers(device.kind, samples),
-        spp=args.spp,
-        seed=args.seed,
-        max_depth=args.max_depth,
-        strategy=args.strategy,
-        materials=args.materials,
-        schedule=args.schedule,
-    )
+    job = _render_job(args, scene)
     try:
-        if not job.renderer.buffers.has_light:
+        if not job.has_light:
             print(
                 "nrender: warning: the scene has no light (no emission, black environment); "
                 "the image will be black",
@@ -221,7 +239,7 @@ def cmd_render(args: argparse.Namespace) -> int:
         rate = result.spp * w * h / max(result.seconds, 1e-9)
         workers = f", {job.workers} workers" if job.workers > 1 else ""
         print(
-            f"{result.spp} spp at {w}x{h} on {device.description}{workers} in "
+            f"{result.spp} spp at {w}x{h} on {job.device_description}{workers} in "
             f"{result.seconds:.2f} s ({_format_rate(rate)})"
         )
     print("wrote " + ", ".join(str(p) for p in written))
@@ -319,9 +337,14 @@ def _bake_one(args: argparse.Namespace, source: Path, output: Path, stop: _StopR
     except BakeInterrupted as exc:
         print(f"nrender: {exc}; run the same command with --resume to continue", file=sys.stderr)
         return EXIT_INTERRUPTED
-    metrics = result.report["metrics"]
+    _print_bake(source, output, result.report, result.written)
+    return 0
+
+
+def _print_bake(source: Path, output: Path, report: dict[str, Any], written: list[Path]) -> None:
+    metrics = report["metrics"]
     held, sampler = metrics["heldout"], metrics["sampler"]
-    seconds = result.report["seconds"]["total"]
+    seconds = report["seconds"]["total"]
     print(
         f"baked {source} -> {output} in {seconds:.0f} s: held-out PSNR "
         f"{held['psnr_tonemapped_db']:.2f} dB tonemapped, {held['psnr_db']:.2f} dB linear "
@@ -329,8 +352,40 @@ def _bake_one(args: argparse.Namespace, source: Path, output: Path, stop: _StopR
         f"{held['reference_noise_psnr_db']:.2f} dB), log-L1 {held['log_l1']:.4f}; "
         f"sampler KL {sampler['kl_learned']:.3f} (cosine sampling {sampler['kl_cosine']:.3f})"
     )
-    print("wrote " + ", ".join(str(p) for p in result.written))
-    return 0
+    print("wrote " + ", ".join(str(p) for p in written))
+
+
+def _bake_on_cluster(args: argparse.Namespace, todo: list[tuple[Path, Path]]) -> list[str]:
+    """Bake `todo` (source, output) as Ray tasks; returns the names of those that failed."""
+    from .neural.cluster_bake import bake_on_cluster, prepare, write_outputs
+    from .ray_cluster import cluster_slots, connect
+
+    ray = connect(args.cluster)
+    _, gpus = cluster_slots(ray)
+    gpus = 0 if args.device == "cpu" else gpus
+    if args.device == "cuda" and not gpus:
+        raise NrenderError("--device cuda: the Ray cluster has no GPU")
+    preset = _bake_preset(args)
+    jobs = [
+        prepare(source, output, preset, args.device, args.reference_device, args.seed)
+        for source, output in todo
+    ]
+    failures: list[str] = []
+
+    def done(job: Any, answer: dict[str, Any] | None, error: str | None) -> None:
+        source, output = Path(job.source), Path(job.output)
+        if answer is None:
+            print(f"nrender: error: {error}", file=sys.stderr)
+            failures.append(source.name)
+            return
+        written = write_outputs(output, answer["files"])
+        _print_bake(source, output, answer["report"], written)
+
+    if not args.quiet:
+        where = f"{gpus} GPU(s)" if gpus else f"{cluster_slots(ray)[0]} CPU(s)"
+        print(f"baking {len(jobs)} material(s) on a Ray cluster with {where}", file=sys.stderr)
+    bake_on_cluster(ray, jobs, gpus=gpus, done=done)
+    return failures
 
 
 def cmd_bake(args: argparse.Namespace) -> int:
@@ -353,6 +408,10 @@ def cmd_bake(args: argparse.Namespace) -> int:
             "a CPU; --preset quick takes minutes",
             file=sys.stderr,
         )
+    if args.cluster and not args.all:
+        raise NrenderError("--cluster bakes a folder: add --all")
+    if args.cluster and args.resume:
+        raise NrenderError("--cluster: a cluster bake starts over; --resume is for this machine")
     if not args.all:
         output = Path(args.output) if args.output else Path(source.stem + ".nmat")
         with _StopRequest() as stop:
@@ -373,6 +432,7 @@ def cmd_bake(args: argparse.Namespace) -> int:
     if not sources:
         raise NrenderError(f"--all: no material files (*.json) in {source}")
     failures: list[str] = []
+    todo: list[tuple[Path, Path]] = []  # with --cluster: baked together at the end
     with _StopRequest() as stop:
         for path in sources:
             output = out_dir / (path.stem + ".nmat")
@@ -385,6 +445,9 @@ def cmd_bake(args: argparse.Namespace) -> int:
                 if same and json.loads(header.get("preset", "{}")) == _bake_preset(args).to_dict():
                     print(f"skip {path} (unchanged since {output} was baked)")
                     continue
+            if args.cluster:
+                todo.append((path, output))
+                continue
             try:
                 status = _bake_one(args, path, output, stop)
             except NrenderError as exc:
@@ -393,6 +456,8 @@ def cmd_bake(args: argparse.Namespace) -> int:
                 continue
             if status == EXIT_INTERRUPTED:
                 return status
+    if todo:
+        failures += _bake_on_cluster(args, todo)
     if failures:
         raise NrenderError(f"--all: {len(failures)} material(s) failed: {', '.join(failures)}")
     return 0
@@ -556,7 +621,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="render in N processes, each with its own device; the image is the same for "
         "any N (default: all cores on the CPU device, fewer for a render too short to repay "
-        "their start-up of a few seconds each; 1 on a GPU)",
+        "their start-up of a few seconds each; 1 on a GPU); with --cluster: Ray workers",
+    )
+    p.add_argument(
+        "--cluster",
+        type=_cluster,
+        metavar="ADDRESS",
+        help='render on a Ray cluster (pip install "nrender[cluster]"): auto (the cluster '
+        "`ray start` joined), local (a Ray of this machine's cores), HOST:PORT or "
+        "ray://HOST:PORT; the same image as without (docs/cluster.md)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar or summary")
     p.set_defaults(func=cmd_render)
@@ -612,6 +685,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--fresh",
         action="store_true",
         help="discard an existing checkpoint (and with --all, re-bake unchanged materials)",
+    )
+    p.add_argument(
+        "--cluster",
+        type=_cluster,
+        metavar="ADDRESS",
+        help="with --all: one material per task on a Ray cluster, on a GPU where there is "
+        "one (auto, local, HOST:PORT or ray://HOST:PORT; docs/cluster.md)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bake)

@@ -87,9 +87,15 @@ def default_workers(device_kind: str, samples: int | None = None) -> int:
         cores = max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
+    return useful_workers(cores, samples)
+
+
+def useful_workers(slots: int, samples: int | None = None) -> int:
+    """Of `slots` cores (this machine's, or a Ray cluster's), as many as a render of
+    `samples` samples keeps busy enough to repay their start-up (all when not known)."""
     if samples is None:
-        return cores
-    return max(1, min(cores, samples // MIN_SAMPLES_PER_WORKER))
+        return max(1, slots)
+    return max(1, min(slots, samples // MIN_SAMPLES_PER_WORKER))
 
 
 def sample_blocks(spp: int, pixels: int, device_kind: str) -> list[tuple[int, int]]:
@@ -139,12 +145,27 @@ class WorkerSpec:
     spawned: float  # time.time() when the process was started (start-up measurement)
 
 
-def _render_pass(job: RenderJob, end: int) -> int:
+def render_pass(job: RenderJob, end: int) -> int:
     """One pass of a block ending at sample `end`; a pass that adds nothing would loop."""
     count = job.step(until=end)
     if count == 0:
         raise RuntimeError(f"a pass up to sample {end} added none (job spp {job.settings.spp})")
     return count
+
+
+def start_block_job(
+    scene: Scene, device: str, neural_mlp: str, schedule: str, timings: dict[str, float]
+) -> RenderJob:
+    """A worker's device, renderer and job for `scene` (with the render's camera and
+    settings), ready to render blocks; adds the start-up costs to `timings` (seconds)."""
+    begin = time.perf_counter()
+    render_device = open_device(device)
+    timings["device"] = time.perf_counter() - begin
+    begin = time.perf_counter()
+    renderer = Renderer(scene, render_device, neural_mlp=neural_mlp)
+    job = renderer.start(schedule=schedule)
+    timings["renderer"] = time.perf_counter() - begin
+    return job
 
 
 def _take_block(counter: Any, count: int) -> int | None:
@@ -170,13 +191,7 @@ def _worker_main(spec: WorkerSpec, worker: int, counter: Any, stop: Any, message
         scene.camera = spec.camera
         scene.integrator = spec.settings
         timings["scene"] = time.perf_counter() - begin
-        begin = time.perf_counter()
-        device = open_device(spec.device)
-        timings["device"] = time.perf_counter() - begin
-        begin = time.perf_counter()
-        renderer = Renderer(scene, device, neural_mlp=spec.neural_mlp)
-        job = renderer.start(schedule=spec.schedule)
-        timings["renderer"] = time.perf_counter() - begin
+        job = start_block_job(scene, spec.device, spec.neural_mlp, spec.schedule, timings)
         messages.put(("ready", worker, timings))
         while not stop.is_set():
             block = _take_block(counter, len(spec.blocks))
@@ -185,7 +200,7 @@ def _worker_main(spec: WorkerSpec, worker: int, counter: Any, stop: Any, message
             first, end = spec.blocks[block]
             job.clear(first)
             while job.spp_done < end and not stop.is_set():
-                messages.put(("progress", worker, _render_pass(job, end)))
+                messages.put(("progress", worker, render_pass(job, end)))
             if job.spp_done > first:
                 messages.put(("block", worker, block, job.sums()))
     except BaseException as exc:  # everything goes to the parent, as one message
@@ -291,6 +306,15 @@ class ParallelRenderJob:
     def done(self) -> bool:
         return self._sums.merged == len(self.blocks)
 
+    @property
+    def has_light(self) -> bool:
+        """False when the scene has no emitter and a black environment."""
+        return bool(self.renderer.buffers.has_light)
+
+    @property
+    def device_description(self) -> str:
+        return str(self.renderer.device.description)
+
     def wait_ready(self) -> None:
         """Wait until every worker process has loaded the scene and opened its device
         (measurements: the render's time then leaves their start-up out)."""
@@ -309,7 +333,7 @@ class ParallelRenderJob:
         added = 0
         if self._own is not None:
             end = self.blocks[self._own][1]
-            count = _render_pass(self.job, end)
+            count = render_pass(self.job, end)
             self.samples_by_worker[0] = self.samples_by_worker.get(0, 0) + count
             added += count
             if self.job.spp_done >= end:
