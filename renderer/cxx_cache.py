@@ -50,9 +50,16 @@ static inline float nrender_fmaxf(float a, float b) { return a > b ? a : (b != b
 """
 
 
+def _inside(path: str, root: str | None) -> bool:
+    path = os.path.abspath(path)
+    return root is not None and (path == root or path.startswith(root + os.sep))
+
+
 def find_real_compiler(path_env: str, skip_dir: str | None, preferred: str = "g++") -> str | None:
-    """First C++ compiler on `path_env` outside the shim folder, preferring `preferred`."""
-    dirs = [d for d in path_env.split(os.pathsep) if d and os.path.abspath(d) != skip_dir]
+    """First C++ compiler on `path_env` outside `skip_dir` (the shims' root folder, every
+    checkout's shims included), preferring `preferred`."""
+    skip = os.path.abspath(skip_dir) if skip_dir else None
+    dirs = [d for d in path_env.split(os.pathsep) if d and not _inside(d, skip)]
     order = [preferred] + [n for n in COMPILER_NAMES if n != preferred]
     for name in order:
         found = shutil.which(name, path=os.pathsep.join(dirs))
@@ -61,9 +68,20 @@ def find_real_compiler(path_env: str, skip_dir: str | None, preferred: str = "g+
     return None
 
 
+def shim_dir(cache_dir: Path) -> Path:
+    """This checkout's shim folder: `cache_dir/bin/<tag>`, the tag naming this file and the
+    Python running it. Every checkout (and installed copy) has its own shims, so one never
+    compiles through another's flags or header, nor through a shim naming a deleted tree;
+    all of them share the compiled kernels in `cache_dir/cxx`."""
+    shim = Path(__file__).resolve()
+    tag = hashlib.sha256(f"{shim}\0{sys.executable}".encode()).hexdigest()[:12]
+    return cache_dir / "bin" / tag
+
+
 def install_shim(cache_dir: Path) -> Path:
-    """Create the shims in `cache_dir/bin` and put that folder first on this process's PATH."""
-    bin_dir = cache_dir / "bin"
+    """Create the shims in `shim_dir(cache_dir)` and put that folder first on this
+    process's PATH."""
+    bin_dir = shim_dir(cache_dir)
     bin_dir.mkdir(parents=True, exist_ok=True)
     shim = Path(__file__).resolve()
     script = (
@@ -121,7 +139,8 @@ def _prune(store: Path) -> None:
 def run_shim(argv: list[str]) -> int:
     """Entry of the shim: argv = [shim folder, invoked name, compiler args...]."""
     bin_dir, invoked, args = os.path.abspath(argv[0]), argv[1], argv[2:]
-    compiler = find_real_compiler(os.environ.get("PATH", ""), bin_dir, preferred=invoked)
+    shims_root = os.path.dirname(bin_dir)
+    compiler = find_real_compiler(os.environ.get("PATH", ""), shims_root, preferred=invoked)
     if compiler is None:
         sys.stderr.write("nrender: no C++ compiler (g++ or clang++) found on PATH\n")
         return 127
@@ -141,7 +160,7 @@ def run_shim(argv: list[str]) -> int:
         if keyed is None:
             return subprocess.call([compiler, *args])
     key, output = keyed
-    store = Path(bin_dir).parent / "cxx"
+    store = Path(bin_dir).parents[1] / "cxx"  # cache_dir/cxx, shared by every checkout
     cached = store / f"{key}.so"
     if cached.is_file():
         shutil.copyfile(cached, output)

@@ -199,8 +199,8 @@ def _create(kind: str) -> spy.Device:
 
 def _check_cpu_compiler() -> None:
     cache = cache_dir()
-    shim_dir = os.path.abspath(cache / "bin")
-    if cxx_cache.find_real_compiler(os.environ.get("PATH", ""), shim_dir) is None:
+    shims_root = os.path.abspath(cache / "bin")
+    if cxx_cache.find_real_compiler(os.environ.get("PATH", ""), shims_root) is None:
         raise DeviceError(
             "the CPU device compiles Slang kernels to C++ and needs g++ or clang++ on PATH, "
             "but neither was found; install one (Debian/Ubuntu: apt-get install g++) "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import stat
 from pathlib import Path
 
@@ -103,6 +104,31 @@ def test_compiler_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert compile_to("c.so") == source.read_bytes()
     assert counter.read_text().count("run") == 2
     assert len(list((tmp_path / "cache" / "cxx").glob("*.so"))) == 2
+
+
+def test_each_checkout_has_its_own_shims(tmp_path: Path) -> None:
+    # Catches: one shim folder for every checkout using the same cache. The last checkout
+    # to open a device rewrote the shared shims, so another checkout's kernels were built
+    # with its flags and header (or through a shim naming a deleted tree). Each copy of
+    # cxx_cache.py must get its own shims, and leave the other's untouched.
+    import importlib.util
+
+    other = tmp_path / "other_checkout" / "cxx_cache.py"
+    other.parent.mkdir()
+    shutil.copyfile(cxx_cache.__file__, other)
+    spec = importlib.util.spec_from_file_location("other_cxx_cache", other)
+    assert spec is not None and spec.loader is not None
+    other_module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(other_module)
+    saved = os.environ["PATH"]
+    try:
+        ours = cxx_cache.install_shim(tmp_path / "cache")
+        theirs = other_module.install_shim(tmp_path / "cache")
+    finally:
+        os.environ["PATH"] = saved
+    assert ours != theirs and ours.parent == theirs.parent == tmp_path / "cache" / "bin"
+    assert str(Path(cxx_cache.__file__).resolve()) in (ours / "g++").read_text()
+    assert str(other.resolve()) in (theirs / "g++").read_text()
 
 
 def test_inline_min_max_match_libm(tmp_path: Path) -> None:
