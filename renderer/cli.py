@@ -504,13 +504,14 @@ def cmd_info(args: argparse.Namespace) -> int:
         "integrator": vars(scene.integrator),
         "instances": len(scene.instances),
         "triangles": stats.triangles,
+        "spheres": stats.spheres,
         "bvh": {
             "nodes": stats.bvh_nodes,
             "depth": stats.bvh_depth,
             "build_seconds": round(stats.bvh_seconds, 4),
         },
         "lights": {
-            "emissive_triangles": stats.emitters,
+            "emitters": stats.emitters,  # emissive triangles and spheres
             "environment": env.kind if not env.is_black else "none",
             "environment_sampling_probability": round(stats.environment_probability, 4),
         },

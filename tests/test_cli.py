@@ -67,7 +67,7 @@ def test_info(tmp_path: Path) -> None:
     import json
 
     info = json.loads(out)
-    assert info["triangles"] > 1000 and info["lights"]["emissive_triangles"] > 0
+    assert info["triangles"] > 1000 and info["lights"]["emitters"] > 0 and info["spheres"] == 2
     assert info["bvh"]["build_seconds"] >= 0 and info["device"].startswith("cpu")
 
 
