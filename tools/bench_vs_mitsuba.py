@@ -4,7 +4,8 @@
     python tools/bench_vs_mitsuba.py [--size 64 48] [--spp 16] [--reference-spp 1024]
         [--threads 1] [--out bench_vs_mitsuba]
 
-Both renderers read the same triangle meshes (written here as OBJ files), the same
+Both renderers read the same triangle meshes (written here as OBJ files), or the same
+analytic sphere (the third scene: nrender's `sphere` shape, Mitsuba's `sphere`), the same
 materials (diffuse; a GGX conductor with the same complex index and alpha), lights and
 camera. For each scene the tool
 1. renders a long reference with each renderer and compares them (image means and the
@@ -141,6 +142,16 @@ def glossy_sphere(folder: Path) -> dict[str, Any]:
     }
 
 
+def glossy_analytic_sphere(folder: Path) -> dict[str, Any]:
+    """The glossy sphere with an exact sphere in both renderers instead of 4 096 triangles."""
+    desc = glossy_sphere(folder)
+    name, _, albedo, emission, conductor = desc["shapes"][1]
+    sphere = {"sphere": {"center": [0.0, 0.5, 0.0], "radius": 0.5}}
+    desc["shapes"][1] = (name, sphere, albedo, emission, conductor)
+    desc["name"] = "glossy analytic sphere on a ground plane"
+    return desc
+
+
 def nrender_scene(desc: dict[str, Any], size, spp: int, seed: int) -> dict[str, Any]:
     materials, meshes, instances = {}, {}, []
     for name, path, albedo, emission, conductor in desc["shapes"]:
@@ -156,6 +167,11 @@ def nrender_scene(desc: dict[str, Any], size, spp: int, seed: int) -> dict[str, 
             if emission is not None:
                 material["emission"] = emission
         materials[name] = material
+        if isinstance(path, dict):  # an analytic sphere
+            meshes[name] = {"type": "sphere", "radius": path["sphere"]["radius"]}
+            place = {"translate": path["sphere"]["center"]}
+            instances.append({"mesh": name, "material": name, "transform": place})
+            continue
         meshes[name] = {"type": "file", "path": path, "smooth": conductor is not None}
         instances.append({"mesh": name, "material": name})
     scene = {
@@ -194,11 +210,15 @@ def mitsuba_scene(mi, desc: dict[str, Any], folder: Path, size, spp: int, seed: 
         },
     }
     for name, path, albedo, emission, conductor in desc["shapes"]:
-        shape: dict[str, Any] = {
-            "type": "obj",
-            "filename": str(folder / path),
-            "face_normals": conductor is None,
-        }
+        shape: dict[str, Any]
+        if isinstance(path, dict):  # an analytic sphere
+            shape = {"type": "sphere", **path["sphere"]}
+        else:
+            shape = {
+                "type": "obj",
+                "filename": str(folder / path),
+                "face_normals": conductor is None,
+            }
         if conductor is not None:
             alpha = conductor["roughness"] ** 2
             shape["bsdf"] = {
@@ -337,7 +357,7 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        for build in (cornell, glossy_sphere):
+        for build in (cornell, glossy_sphere, glossy_analytic_sphere):
             runs = Runs(build(folder), folder, args.size)
             results.append(compare(runs, args.reference_spp, args.spp, args.repeats))
     table = markdown(results, args)
