@@ -244,8 +244,11 @@ def cmd_render(args: argparse.Namespace) -> int:
         )
     print("wrote " + ", ".join(str(p) for p in written))
     if interrupted:
+        # a cluster render's tiles may hold different counts: the mean, then the least
+        held = f"{job.spp_done}" if job.spp_done == result.spp else f"{job.spp_done} (mean)"
+        fewest = "" if job.spp_done == result.spp else f", some pixels {result.spp}"
         print(
-            f"nrender: interrupted after {result.spp} of {job.settings.spp} spp; "
+            f"nrender: interrupted after {held} of {job.settings.spp} spp{fewest}; "
             "the images hold what was rendered",
             file=sys.stderr,
         )

@@ -1,14 +1,13 @@
 """Renders and bakes on a Ray cluster (renderer/render/cluster.py, neural/cluster_bake.py):
-a local Ray with 2 CPUs gives the image of one process bit for bit, retries a lost
-actor's block exactly, needs no scene file on the workers, and bad --cluster values are
-one line."""
+a local Ray with 2 CPUs gives the image of one process bit for bit (in several tiles),
+retries a lost actor's tile exactly, needs no scene file on the workers, and bad --cluster
+values are one line."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import re
 import shutil
 import signal
 import sys
@@ -80,22 +79,33 @@ def sphere(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped
     return scene, _one_process(scene, spp=192, seed=3)
 
 
-def test_image_is_bit_identical_even_when_an_actor_dies(local_ray, sphere, monkeypatch) -> None:
-    # Catches: actors that render with the scene file's settings instead of the caller's
-    # (seed, spp, --res), and a block lost with its actor (the image lacks it). Blocks are
-    # handed out highest first and one actor dies, so they arrive out of order and wait
-    # for each other. (Adding them in arrival order would pass here: these few block sums
-    # add exactly in float64; test_workers checks the order with sums that do not.)
+@pytest.fixture(scope="module")
+def wide_sphere(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The test scene at 48x32 and its image by one process at 192 spp, seed 3: five
+    blocks of 42 spp (a pass of 1536 pixels); a band of 8 rows would make three of 64."""
+    scene = load_scene(_scene_file(tmp_path_factory.mktemp("wide")))
+    scene.camera.resolution = (48, 32)
+    return scene, _one_process(scene, spp=192, seed=3)
+
+
+def test_tiled_image_is_bit_identical_even_when_an_actor_dies(
+    local_ray, wide_sphere, monkeypatch
+) -> None:
+    # Catches: blocks cut by a tile's pixels instead of the image's (per pixel other
+    # float64 additions), a pixel seeded by its index in the tile, actors that render with
+    # the scene file's settings instead of the caller's (seed, spp, --res), and a tile
+    # lost with its actor (the image lacks it) or continued after the restart instead of
+    # rendered again. Tiles go highest first and one actor dies while it holds one.
     def highest_first(self: ClusterRenderJob) -> int:
         self._free.sort()
         return self._free.pop()
 
-    monkeypatch.setattr(ClusterRenderJob, "_next_block", highest_first)
-    scene, expected = sphere
-    job = ClusterRenderJob(scene, "cpu", workers=2, spp=192, seed=3)
+    monkeypatch.setattr(ClusterRenderJob, "_next_tile", highest_first)
+    scene, expected = wide_sphere
+    job = ClusterRenderJob(scene, "cpu", workers=2, spp=192, seed=3, bands=4)
     try:
-        job.wait_ready()  # so that both actors take blocks
-        job.step()  # hands out passes: both actors hold a block
+        job.wait_ready()  # so that both actors take tiles
+        job.step()  # hands out passes: both actors hold a tile
         victim = next(s for s in job._slots if s.held)
         ray.kill(victim.handle, no_restart=False)  # as a crashed process: Ray restarts it
         for _ in range(600):
@@ -106,12 +116,22 @@ def test_image_is_bit_identical_even_when_an_actor_dies(local_ray, sphere, monke
     finally:
         job.close()
     _assert_same_image(result, expected)
-    assert victim.restarts >= 1 and len(job.blocks) == 3
-    assert job.spp_done == 192 == sum(job.samples_by_worker.values())
-    # the victim's block is rendered again after a later one: it arrives out of order
-    assert job._sums.merged == 3 and not job._sums.waiting
-    assert result.radiance.shape == (24, 32, 3) and result.radiance.std() > 0.01
+    assert victim.restarts >= 1 and len(job.blocks) == 5
+    assert job.tiles == [(0, y, 48, 8) for y in (0, 8, 16, 24)] and job.tiles_done == 4
+    assert job.spp_done == 192 and sum(job.samples_by_worker.values()) == 192 * 48 * 32
+    assert result.radiance.shape == (32, 48, 3) and result.radiance.std() > 0.01
     assert result.info["seed"] == 3 and result.info["workers"] == 2
+
+
+def test_bands_cover_the_image_a_few_per_actor() -> None:
+    # Catches: bands that miss or repeat rows, or a band per actor (the last to finish
+    # would leave the others idle), or tiny bands on a short render.
+    assert cluster.bands_of_rows(16, 12, 8) == [
+        (0, y, 16, h)
+        for y, h in zip((0, 2, 4, 6, 8, 9, 10, 11), (2, 2, 2, 2, 1, 1, 1, 1), strict=True)
+    ]
+    assert len(cluster.tile_bands(1920, 1080, 64, 256)) == 256
+    assert cluster.tile_bands(32, 24, 2, 192) == [(0, 0, 32, 24)]  # 147k samples: one
 
 
 def test_the_scene_travels_in_memory_not_as_files(local_ray, tmp_path: Path) -> None:
@@ -159,32 +179,43 @@ def test_cli_render_on_a_local_ray_writes_the_one_process_image(
 
 
 def test_ctrl_c_keeps_every_actors_samples(local_ray, tmp_path: Path, monkeypatch, capsys) -> None:
-    # Catches: a stop that drops the actors' partial blocks or the blocks waiting for an
-    # earlier one, so that the image holds fewer samples than the bar counted, or pixels
-    # that hold different sample counts.
+    # Catches: a stop that drops the actors' partial tiles, so that the image holds fewer
+    # samples than the bar counted, or a partial tile written with another tile's counts
+    # (its pixels must be divided by their own). Tiles then hold different counts.
     jobs: list[ClusterRenderJob] = []
     receive = ClusterRenderJob._receive
 
     def receive_then_interrupt(self, timeout):  # type: ignore[no-untyped-def]
-        added = receive(self, timeout)
-        if (self._sums.merged or self._sums.waiting) and not jobs:  # a first whole block
+        receive(self, timeout)
+        if self.tiles_done and not jobs:  # a first whole tile
             jobs.append(self)
             os.kill(os.getpid(), signal.SIGINT)
-        return added
 
     monkeypatch.setattr(ClusterRenderJob, "_receive", receive_then_interrupt)
+    monkeypatch.setattr(cluster, "_MIN_TILE_SAMPLES", 1)  # eight bands of 16x12
     out = tmp_path / "part"
     argv = ["render", str(_scene_file(tmp_path)), "--device", "cpu", "--cluster", "local"]
-    argv += ["--workers", "2", "--res", "16x12", "--spp", "100000", "--out", str(out), "--quiet"]
+    argv += ["--workers", "2", "--res", "16x12", "--spp", "3000", "--out", str(out), "--quiet"]
     status = main(argv)
     err = capsys.readouterr().err
     assert status == 130, err
-    done = int(re.search(r"interrupted after (\d+) of 100000 spp", err).group(1))  # type: ignore[union-attr]
     job = jobs[0]
-    assert job.blocks[0] == (0, 391) and job.spp_done > 391  # partial blocks: 391 spp each
-    assert 0 < done < 100000 and done == job.spp_done == sum(job.samples_by_worker.values())
+    assert len(job.tiles) == 8 and 1 <= job.tiles_done < 8
+    counts = job._sums[2][..., 3]  # samples of each pixel
+    per_tile = [np.unique(counts[y0 : y0 + h]) for _, y0, _, h in job.tiles]
+    assert all(len(c) == 1 for c in per_tile)  # a tile's pixels hold the same samples
+    assert 3000 in counts and counts.min() < 3000
+    assert counts.sum() == job._samples == sum(job.samples_by_worker.values())  # the bar's
+    assert f"interrupted after {job.spp_done} (mean) of 3000 spp, some pixels " in err
     image = read_image(out.with_suffix(".exr"))
-    assert image.shape == (12, 16, 3) and np.isfinite(image).all() and image.max() > 0
+    assert image.shape == (12, 16, 3) and np.isfinite(image).all()
+    assert np.array_equal(image > 0, (counts > 0)[..., None].repeat(3, axis=2))
+
+
+def test_wavefront_schedule_is_refused(local_ray, sphere) -> None:
+    # Catches: a wavefront cluster render silently rendering whole images per tile.
+    with pytest.raises(NrenderError, match=r"--schedule wavefront: .* megakernel"):
+        ClusterRenderJob(sphere[0], "cpu", workers=1, schedule="wavefront")
 
 
 @pytest.mark.parametrize(

@@ -173,6 +173,38 @@ def test_same_seed_same_image_and_pass_split_invariance(cpu) -> None:
     assert not np.array_equal(a.radiance, c.radiance)
 
 
+def test_tiles_reassembled_are_the_whole_image_bit_for_bit(cpu) -> None:
+    # Catches (cluster renders are tiled, renderer/render/cluster.py): a pixel's RNG seeded
+    # by its index in the tile instead of the image, a film position not offset by the
+    # tile origin (the tile at x0 = 13 catches x, the bands y), accumulators indexed by
+    # the image's pixel instead of the tile's.
+    scene = load_scene(lit_stage(spp=6))
+    scene.camera.resolution = (32, 24)
+    renderer = Renderer(scene, cpu)
+
+    def sums(tile=None):  # type: ignore[no-untyped-def]
+        job = renderer.start(seed=4, tile=tile)
+        while not job.done:
+            job.step()
+        return job.sums()
+
+    whole = sums()
+    tiled = [np.full_like(a, np.nan) for a in whole]
+    for x0, y0, w, h in ((0, 0, 32, 7), (0, 7, 13, 9), (13, 7, 19, 9), (0, 16, 32, 8)):
+        for image, part in zip(tiled, sums((x0, y0, w, h)), strict=True):
+            assert part.shape == (h, w, 4)
+            image[y0 : y0 + h, x0 : x0 + w] = part
+    for a, b in zip(whole, tiled, strict=True):
+        assert np.array_equal(a, b)
+    assert whole[0][..., :3].std() > 0.01  # not a uniform image
+    with pytest.raises(ValueError, match="not in the 32x24 image"):
+        renderer.start(tile=(16, 0, 17, 24))
+    with pytest.raises(ValueError, match="trace_depths > 0 needs the whole image"):
+        renderer.start(tile=(0, 0, 8, 8), trace_depths=2)
+    with pytest.raises(ValueError, match="wavefront schedule renders whole images only"):
+        renderer.start(tile=(0, 0, 8, 8), schedule="wavefront")
+
+
 def test_aovs_of_sphere(furnace: Renderer) -> None:
     result = furnace.render(spp=4)
     h, w = result.depth.shape

@@ -65,8 +65,26 @@ def spp_per_pass(device_kind: str, pixels: int) -> int:
     return int(np.clip(per_pass, 1, _MAX_SPP_PER_PASS))
 
 
+Tile = tuple[int, int, int, int]  # pixels (x0, y0, width, height) of an image
+
+
+def check_tile(tile: Tile | None, width: int, height: int) -> Tile:
+    """`tile` (default: the whole image), checked to lie in a `width` x `height` image."""
+    if tile is None:
+        return (0, 0, width, height)
+    x0, y0, w, h = (int(v) for v in tile)
+    if w < 1 or h < 1 or x0 < 0 or y0 < 0 or x0 + w > width or y0 + h > height:
+        raise ValueError(
+            f"tile {tile} (x0, y0, width, height) is not in the {width}x{height} image"
+        )
+    return (x0, y0, w, h)
+
+
 class RenderJob:
-    """One progressive render: call `step()` until `done`, then `result()` (any time)."""
+    """One progressive render: call `step()` until `done`, then `result()` (any time).
+    `tile` (x0, y0, width, height) renders those pixels of the image only, with the
+    samples they have in the whole image's render (seeds, film positions, camera and
+    ray cones are the full image's); `sums()` and `result()` are then tile-sized."""
 
     def __init__(
         self,
@@ -74,12 +92,17 @@ class RenderJob:
         settings: Integrator,
         trace_depths: int = 0,
         camera: Camera | None = None,
+        tile: Tile | None = None,
     ) -> None:
         self.renderer = renderer
         self.settings = settings
         camera = camera if camera is not None else renderer.scene.camera
-        self.width, self.height = camera.resolution
-        pixels = self.width * self.height
+        self.width, self.height = camera.resolution  # the image's
+        self.tile = check_tile(tile, self.width, self.height)
+        if trace_depths > 0 and self.tile != (0, 0, self.width, self.height):
+            # the trace buffer is indexed by the full image's pixel: whole images only
+            raise ValueError(f"trace_depths > 0 needs the whole image, not tile {self.tile}")
+        pixels = self.tile[2] * self.tile[3]
         device = renderer.device
         # Compensated sums (integrators/pixel_sums.slang): radiance, its square, albedo and
         # sample count, normal and distance.
@@ -119,8 +142,9 @@ class RenderJob:
     def _pass(self, count: int) -> None:
         """Add samples [spp_done, spp_done + count) of every pixel to the sums."""
         radiance, radiance_sq, albedo, normal_depth = self.accumulators
+        x0, y0, w, h = self.tile
         self.renderer.kernel.dispatch(
-            (self.width, self.height, 1),
+            (w, h, 1),
             g_scene=self.scene_value(),
             g_radiance=radiance,
             g_radiance_sq=radiance_sq,
@@ -130,6 +154,8 @@ class RenderJob:
             params={
                 "camera": self.camera,
                 "pixel_spread": self.pixel_spread,
+                "tile_origin": spy.uint2(x0, y0),
+                "tile_size": spy.uint2(w, h),
                 "sample_begin": self.spp_done,
                 "sample_count": count,
                 "seed": self.settings.seed,
@@ -156,17 +182,17 @@ class RenderJob:
     def clear(self, sample_begin: int) -> None:
         """Zero the sums; the next pass renders samples from `sample_begin` on (a sample
         block of a multi-worker render, renderer/render/workers.py)."""
-        zeros = np.zeros(self.width * self.height * self.sum_dtype.itemsize, np.uint8)
+        zeros = np.zeros(self.tile[2] * self.tile[3] * self.sum_dtype.itemsize, np.uint8)
         for b in self.accumulators:
             b.copy_from_numpy(zeros)
         self.spp_done = sample_begin
 
     def sums(self) -> list[np.ndarray]:
         """The four running sums (radiance, its square, albedo and count, normal and
-        distance) as `sum - carry` in float64, each [H, W, 4]."""
+        distance) as `sum - carry` in float64, each [H, W, 4] (the tile's H and W)."""
         sums = []
         for b in self.accumulators:
-            raw = RenderDevice.download(b, self.sum_dtype, (self.height, self.width))
+            raw = RenderDevice.download(b, self.sum_dtype, (self.tile[3], self.tile[2]))
             # the float32 -> float64 casts are exact; one ufunc makes no temporaries
             sums.append(np.subtract(raw["sum"], raw["carry"], dtype=np.float64))
         return sums
@@ -222,8 +248,11 @@ class WavefrontJob(RenderJob):
         settings: Integrator,
         trace_depths: int = 0,
         camera: Camera | None = None,
+        tile: Tile | None = None,
     ) -> None:
-        super().__init__(renderer, settings, trace_depths, camera)
+        super().__init__(renderer, settings, trace_depths, camera, tile)
+        if self.tile != (0, 0, self.width, self.height):
+            raise ValueError(f"the wavefront schedule renders whole images only, not tile {tile}")
         device = renderer.device
         self.kernels = {
             name: device.kernel(WAVEFRONT_MODULE, name, renderer.defines)
@@ -354,6 +383,7 @@ class Renderer:
         trace_depths: int = 0,
         schedule: str = "megakernel",
         camera: Camera | None = None,
+        tile: Tile | None = None,
     ) -> RenderJob:
         """A progressive render with the scene's integrator settings, some overridden.
         `materials`: "reference" renders layered materials as their graphs, "neural" as
@@ -363,7 +393,8 @@ class Renderer:
         advances all paths a bounce at a time and shades them sorted by material, so GPU
         warps stay coherent (WavefrontJob). The two give the same image (on CUDA, up to
         the tensor-core decoder's fp16 rounding). `camera` replaces the scene's camera
-        (and its resolution) for this job only, as the viewer does."""
+        (and its resolution) for this job only, as the viewer does. `tile` (x0, y0, width,
+        height): render only those pixels, each as in the whole image (megakernel only)."""
         settings = integrator_settings(
             self.scene,
             spp=spp,
@@ -375,8 +406,8 @@ class Renderer:
         if schedule not in SCHEDULES:
             raise ValueError(f"schedule must be one of {SCHEDULES}, got {schedule!r}")
         if schedule == "wavefront":
-            return WavefrontJob(self, settings, trace_depths, camera)
-        return RenderJob(self, settings, trace_depths, camera)
+            return WavefrontJob(self, settings, trace_depths, camera, tile)
+        return RenderJob(self, settings, trace_depths, camera, tile)
 
     def render(
         self,

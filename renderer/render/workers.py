@@ -9,10 +9,11 @@
         job.close()
 
 Design (docs/workers.md has the measurements and the alternatives):
-- The path tracer's dispatch covers the whole image (render_pass has no pixel offset), so
-  the unit of work is a *sample block*: samples [a, b) of every pixel. A pixel's samples
-  are seeded by (seed, full-image pixel index, sample index) and traced with the full
-  image's camera, so a block's sums are a function of scene, settings and block alone.
+- Every worker renders the whole image (the path tracer's default tile; cluster.py splits
+  the pixels), so the unit of work is a *sample block*: samples [a, b) of every pixel
+  (cluster.py renders them per tile, cut the same way). A pixel's samples are seeded by
+  (seed, full-image pixel index, sample index) and traced with the full image's camera,
+  so a block's sums are a function of scene, settings and block alone.
 - The blocks depend on the sample count, the pixel count and the device kind, never on
   the number of workers: on the CPU device blocks of max(ceil(spp / 256), one pass)
   samples, a pass being RenderJob's (~2^16 samples, 1 to 64 per pixel); on a GPU one
@@ -54,6 +55,7 @@ from .film import RenderResult
 from .renderer import (
     Renderer,
     RenderJob,
+    Tile,
     integrator_settings,
     result_from_sums,
     spp_per_pass,
@@ -154,16 +156,22 @@ def render_pass(job: RenderJob, end: int) -> int:
 
 
 def start_block_job(
-    scene: Scene, device: str, neural_mlp: str, schedule: str, timings: dict[str, float]
+    scene: Scene,
+    device: str,
+    neural_mlp: str,
+    schedule: str,
+    timings: dict[str, float],
+    tile: Tile | None = None,
 ) -> RenderJob:
     """A worker's device, renderer and job for `scene` (with the render's camera and
-    settings), ready to render blocks; adds the start-up costs to `timings` (seconds)."""
+    settings; `tile`: of those pixels only), ready to render blocks; adds the start-up
+    costs to `timings` (seconds)."""
     begin = time.perf_counter()
     render_device = open_device(device)
     timings["device"] = time.perf_counter() - begin
     begin = time.perf_counter()
     renderer = Renderer(scene, render_device, neural_mlp=neural_mlp)
-    job = renderer.start(schedule=schedule)
+    job = renderer.start(schedule=schedule, tile=tile)
     timings["renderer"] = time.perf_counter() - begin
     return job
 
