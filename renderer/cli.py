@@ -175,8 +175,9 @@ def _render_job(args: argparse.Namespace, scene: Any) -> Any:
     }
     if args.cluster:
         from .ray_cluster import connect
-        from .render.cluster import ClusterRenderJob
+        from .render.cluster import ClusterRenderJob, check_schedule
 
+        check_schedule(args.schedule)
         connect(args.cluster)
         return ClusterRenderJob(scene, args.device, workers=args.workers, **settings)
     from .device import open_device

@@ -17,7 +17,8 @@ With g++ they also raise two inlining limits (GXX_INLINE_FLAGS). At -O3 g++ kept
 slab test out of line ("max-inline-insns-auto limit reached"), and spilling its six
 arguments around each call cost more than the test: inlining it took 7% of the
 instructions off the glossy-sphere benchmark, for about 2 s more compile per kernel.
-Inlining moves no floating-point operation (no FMA contraction without -march), so
+On x86-64 inlining moves no floating-point operation (no FMA contraction without
+-march; on targets with FMA in their baseline, such as aarch64, it could), so
 images stay bit-identical.
 
 This file also runs as the shim itself, with only the standard library, so it must not

@@ -108,6 +108,16 @@ def bands_of_rows(width: int, height: int, count: int) -> list[Tile]:
     return bands
 
 
+def check_schedule(schedule: str) -> None:
+    """Cluster renders are tiles, which only the megakernel renders: refuse the others
+    (before connecting to Ray, which can take seconds)."""
+    if schedule != "megakernel":
+        raise NrenderError(
+            f"--schedule {schedule}: a cluster render is rendered in tiles, which only "
+            "the megakernel schedule renders; use --schedule megakernel or --workers"
+        )
+
+
 class TileActor:
     """A Ray actor (made one by `ray.remote` at run time: Ray is optional): a device and
     the scene, rendering the passes of the tiles it is handed. It holds one tile's sums:
@@ -141,6 +151,9 @@ class TileActor:
         # a one-pixel job: the renderer and kernels, without whole-image buffers
         job = start_block_job(scene, *self.options, "megakernel", timings, tile=(0, 0, 1, 1))
         self.renderer, self.blocks = job.renderer, blocks
+        # Started again after a lost call, the actor may be the same process: forget any
+        # tile it held, so that a tile handed to it again is rendered from its first block.
+        self.tile, self.job, self.block, self.next_block, self.tile_sums = None, None, None, 0, []
         return {
             "timings": timings,
             "has_light": bool(job.renderer.buffers.has_light),
@@ -233,11 +246,7 @@ class ClusterRenderJob:
         self._ray = ray = import_ray()
         if not ray.is_initialized():
             raise RuntimeError("connect to Ray first (renderer.ray_cluster.connect)")
-        if schedule != "megakernel":
-            raise NrenderError(
-                f"--schedule {schedule}: a cluster render is rendered in tiles, which only "
-                "the megakernel schedule renders; use --schedule megakernel or --workers"
-            )
+        check_schedule(schedule)
         self.settings = integrator_settings(
             scene, spp=spp, seed=seed, max_depth=max_depth, strategy=strategy, materials=materials
         )

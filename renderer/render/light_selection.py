@@ -96,8 +96,9 @@ def camera_receivers(
     points = origins[ok] + hits.t[ok, None].astype(np.float64) * d[ok]
     primitive = hits.primitive[ok]
     on_sphere = primitive >= len(triangles)
-    tri = triangles[np.where(on_sphere, 0, primitive)].astype(np.float64)
-    n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+    n = np.zeros((len(primitive), 3))
+    tri = triangles[primitive[~on_sphere]].astype(np.float64)
+    n[~on_sphere] = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
     if on_sphere.any():
         assert spheres is not None
         ball = primitive[on_sphere] - len(triangles)

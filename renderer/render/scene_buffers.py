@@ -33,7 +33,14 @@ from ..scene.types import Environment, Mesh, Scene
 from .distributions import cdf_2d, cdf_rows
 from .emitter_power import emission_texture_means
 from .light_selection import EmitterLights, environment_probability
-from .spheres import SphereInstances, flatten_spheres, proxy_triangles
+from .spheres import (
+    LIGHT_PROXY,
+    TEXTURE_PROXY,
+    Proxy,
+    SphereInstances,
+    flatten_spheres,
+    proxy,
+)
 
 NO_UV_LOD = -64.0  # lod constant of a triangle without usable uvs: always the finest level
 
@@ -293,27 +300,22 @@ class SceneBuffers:
         keep = (area > MIN_EMITTER_AREA) & (radiance > 0)
         emissive, area, radiance = emissive[keep], area[keep], radiance[keep]
 
-        # Spheres: area 4 pi r^2; a texture's mean over the sphere from its proxy triangles.
+        # Spheres: area 4 pi r^2; a texture's mean over the sphere from stand-in triangles.
         balls = np.nonzero(lit[spheres.material])[0] if len(names) else np.zeros(0, np.int64)
         ball_area = 4 * np.pi * spheres.spheres.radii[balls].astype(np.float64) ** 2
         ball_radiance = emission[spheres.material[balls]] @ LUMINANCE
-        proxies = [proxy_triangles(spheres, int(b)) for b in balls]
         for k, b in enumerate(balls):
             texture = scene.materials[names[spheres.material[b]]].emission_texture
             if texture is not None:
-                p, proxy_uvs = proxies[k]
-                weight = np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
+                fine = proxy(spheres, int(b), TEXTURE_PROXY)
                 means = emission_texture_means(
-                    texture, emission[spheres.material[b]] * LUMINANCE, proxy_uvs
+                    texture, emission[spheres.material[b]] * LUMINANCE, fine.uvs
                 )
-                ball_radiance[k] = (weight * means).sum() / weight.sum()
+                ball_radiance[k] = (fine.areas * means).sum() / fine.areas.sum()
         ball_keep = (ball_area > MIN_EMITTER_AREA) & (ball_radiance > 0)
-        balls, ball_area, ball_radiance = (
-            balls[ball_keep],
-            ball_area[ball_keep],
-            ball_radiance[ball_keep],
-        )
-        proxies = [proxy for proxy, kept in zip(proxies, ball_keep, strict=True) if kept]
+        balls, ball_area = balls[ball_keep], ball_area[ball_keep]
+        ball_radiance = ball_radiance[ball_keep]
+        proxies = [proxy(spheres, int(b), LIGHT_PROXY) for b in balls]
 
         power = np.concatenate([area * radiance, ball_area * ball_radiance]) * np.pi
         total = power.sum()
@@ -344,17 +346,16 @@ class SceneBuffers:
         triangles: np.ndarray,
         radiance: np.ndarray,
         pmf: np.ndarray,
-        proxies: list[tuple[np.ndarray, np.ndarray]],
+        proxies: list[Proxy],
         ball_radiance: np.ndarray,
     ) -> EmitterLights:
         """The host's copy for light selection: triangles as they are, each sphere as its
-        proxy triangles sharing its probability by area."""
+        stand-in triangles sharing its probability by area."""
         vertices, radiances, pmfs = [triangles], [radiance], [pmf[: len(triangles)]]
-        for k, (p, _) in enumerate(proxies):
-            weight = np.linalg.norm(np.cross(p[:, 1] - p[:, 0], p[:, 2] - p[:, 0]), axis=1)
-            vertices.append(p.astype(np.float32))
-            radiances.append(np.full(len(p), ball_radiance[k]))
-            pmfs.append(pmf[len(triangles) + k] * weight / weight.sum())
+        for k, stand_in in enumerate(proxies):
+            vertices.append(stand_in.vertices.astype(np.float32))
+            radiances.append(np.full(len(stand_in.areas), ball_radiance[k]))
+            pmfs.append(pmf[len(triangles) + k] * stand_in.areas / stand_in.areas.sum())
         return EmitterLights(
             np.concatenate(vertices), np.concatenate(radiances), np.concatenate(pmfs)
         )

@@ -4,6 +4,7 @@ shaders/scene/scene.slang)."""
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -66,20 +67,47 @@ def flatten_spheres(scene: Scene, material_index: dict[str, int]) -> SphereInsta
     )
 
 
-# A sphere's stand-in triangles where the host needs triangles: its emission texture's
-# mean (emitter_power.py) and light selection's irradiance estimate (light_selection.py),
-# neither of which needs the exact surface.
-PROXY_SEGMENTS, PROXY_RINGS = 32, 16
+# A sphere's stand-in triangles where the host needs triangles, neither use needing the
+# exact surface: its emission texture's mean (emitter_power.py), over a fine mesh, and
+# light selection's irradiance estimate (light_selection.py), over a coarse one (a scene
+# may hold thousands of sphere lights).
+TEXTURE_PROXY = (32, 16)  # segments, rings
+LIGHT_PROXY = (12, 6)
 
 
-def proxy_triangles(instances: SphereInstances, index: int) -> tuple[np.ndarray, np.ndarray]:
-    """World-space flat triangles [F, 3, 3] (front faces as the sphere's) and their uvs
-    [F, 3, 2] approximating sphere `index`, with the sphere's uv convention."""
-    mesh = shapes.sphere(1.0, PROXY_SEGMENTS, PROXY_RINGS, smooth=False)
-    faces = mesh.faces[:, ::-1] if instances.normal_sign[index] < 0 else mesh.faces
-    sphere = instances.spheres
-    world = sphere.centers[index].astype(np.float64) + sphere.radii[
-        index
-    ] * mesh.positions @ instances.axes[index].astype(np.float64)
+@dataclass
+class Proxy:
+    """World-space flat triangles [F, 3, 3] standing in for a sphere, front faces as the
+    sphere's; their uvs [F, 3, 2] (the sphere's convention) and areas [F]."""
+
+    vertices: np.ndarray
+    uvs: np.ndarray
+    areas: np.ndarray
+
+
+@functools.cache
+def _unit_proxy(segments: int, rings: int, outside: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Unit-sphere triangles [F, 3, 3] and uvs [F, 3, 2]. `outside`: scaled so that every
+    face lies outside the sphere, so that points on it are never inside (a shadow ray
+    to one would meet the sphere itself first); otherwise inscribed (for flip_normals,
+    lit from inside) and wound inwards."""
+    mesh = shapes.sphere(1.0, segments, rings, smooth=False)
     assert mesh.uvs is not None
-    return world[faces], mesh.uvs[faces]
+    faces = mesh.faces if outside else mesh.faces[:, ::-1]
+    tri = mesh.positions[faces]
+    if outside:
+        normal = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        normal /= np.linalg.norm(normal, axis=1, keepdims=True)
+        tri = tri / np.einsum("fj,fj->f", normal, tri[:, 0]).min()  # nearest face plane at 1
+    return tri, mesh.uvs[faces]
+
+
+def proxy(instances: SphereInstances, index: int, resolution: tuple[int, int]) -> Proxy:
+    """Stand-in triangles for sphere `index` at `resolution` (segments, rings)."""
+    tri, uvs = _unit_proxy(*resolution, bool(instances.normal_sign[index] > 0))
+    sphere = instances.spheres
+    world = sphere.centers[index].astype(np.float64) + sphere.radii[index] * (
+        tri @ instances.axes[index].astype(np.float64)
+    )
+    cross = np.cross(world[:, 1] - world[:, 0], world[:, 2] - world[:, 0])
+    return Proxy(world, uvs, 0.5 * np.linalg.norm(cross, axis=1))
