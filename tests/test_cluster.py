@@ -281,6 +281,20 @@ def test_a_bake_task_needs_only_the_files_that_travel(tmp_path: Path, monkeypatc
     assert material.metadata["source_hash"] == expected_hash  # the texture's content travelled
 
 
+def test_a_bake_task_with_absolute_paths_stays_in_its_mirror(tmp_path: Path, monkeypatch) -> None:
+    # Catches: a task handed the driver's absolute paths: on a worker without this file
+    # system it reads a material that is not there (deleted here before the task runs)
+    # and writes its outputs outside its temporary mirror.
+    monkeypatch.chdir(tmp_path)
+    source = _textured_material(tmp_path / "library").resolve()
+    output = (tmp_path / "elsewhere" / "rough.nmat").resolve()
+    job = prepare(source, output, TINY, "cpu", "cpu", 0)
+    shutil.rmtree(tmp_path / "library")
+    answer = bake_task(job)
+    assert sorted(answer["files"]) == ["rough.lobes.png", "rough.nmat", "rough.report.json"]
+    assert not output.parent.exists()  # nothing written outside the mirror
+
+
 def test_cli_bake_all_on_a_local_ray(local_ray, tmp_path: Path, monkeypatch, capsys) -> None:
     # Catches: outputs not written back on this machine, a material that failed on its
     # worker ending the others (or printing a traceback), and unchanged materials baked
@@ -298,7 +312,8 @@ def test_cli_bake_all_on_a_local_ray(local_ray, tmp_path: Path, monkeypatch, cap
     captured = capsys.readouterr()
     assert "broken.json" in captured.err and "1 material(s) failed" in captured.err
     assert "Traceback" not in captured.err and f"a.json -> {out / 'a.nmat'}" in captured.out
-    assert NeuralMaterial.load(out / "a.nmat").metadata["source"] == str(library / "a.json")
+    source = NeuralMaterial.load(out / "a.nmat").metadata["source"]
+    assert Path(os.path.abspath(source)) == library / "a.json"  # relative to this folder
     assert (out / "a.report.json").exists() and not list(out.glob(".*"))  # no temporaries
     (library / "broken.json").unlink()
     assert main(argv) == 0

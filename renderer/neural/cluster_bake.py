@@ -107,12 +107,18 @@ def bake_task(job: ClusterBake) -> dict[str, Any]:
             path.write_bytes(data)
         cwd = Path(root) / job.cwd.lstrip("/")
         cwd.mkdir(parents=True, exist_ok=True)
+        # The paths relative to the mirrored working folder: the driver's absolute paths
+        # would name this worker's own file system, where the material is not (and the
+        # output must not go).
+        source = os.path.relpath(os.path.join(job.cwd, job.source), job.cwd)
+        output = os.path.relpath(os.path.join(job.cwd, job.output), job.cwd)
+        (cwd / output).parent.mkdir(parents=True, exist_ok=True)
         # a Ray worker process runs one task at a time: its working folder is the task's
         os.chdir(cwd)
         try:
             result = bake(
-                job.source,
-                job.output,
+                source,
+                output,
                 job.preset,
                 device=job.device,
                 reference_device=job.reference_device,
