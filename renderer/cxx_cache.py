@@ -106,27 +106,37 @@ def install_shim(cache_dir: Path) -> Path:
     return bin_dir
 
 
-def _cache_key(compiler: str, args: list[str]) -> tuple[str, str] | None:
-    """(key, output path) for a one-source compile-and-link, or None if not cacheable."""
-    if "-o" not in args:
+def _single_source_build(args: list[str]) -> tuple[int, str] | None:
+    """(index of the output argument, the source) of a one-source build (a kernel), or
+    None."""
+    if "-o" not in args or args.index("-o") + 1 >= len(args):
         return None
-    out_index = args.index("-o") + 1
-    if out_index >= len(args):
-        return None
-    output = args[out_index]
     sources = [a for a in args if a.endswith((".cpp", ".cc", ".cxx", ".c"))]
-    if len(sources) != 1:
+    return (args.index("-o") + 1, sources[0]) if len(sources) == 1 else None
+
+
+def _cache_key(
+    compiler: str, args: list[str], stand_ins: dict[str, str] | None = None
+) -> tuple[str, str] | None:
+    """(key, output path) for a one-source compile-and-link, or None if not cacheable.
+    An argument in `stand_ins` enters the key as its stand-in (a header's content hash
+    for its path, which differs between checkouts)."""
+    build = _single_source_build(args)
+    if build is None:
         return None
+    out_index, source = build
+    output = args[out_index]
+    stand_ins = stand_ins or {}
     digest = hashlib.sha256()
     stat = os.stat(compiler)
     digest.update(f"{os.path.realpath(compiler)}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     for i, arg in enumerate(args):
         if i == out_index:
             continue
-        if arg == sources[0]:
+        if arg == source:
             digest.update(Path(arg).read_bytes())
         else:
-            digest.update(arg.encode())
+            digest.update(stand_ins.get(arg, arg).encode())
         digest.update(b"\0")
     return digest.hexdigest(), output
 
@@ -145,21 +155,20 @@ def run_shim(argv: list[str]) -> int:
     if compiler is None:
         sys.stderr.write("nrender: no C++ compiler (g++ or clang++) found on PATH\n")
         return 127
-    keyed = _cache_key(compiler, args)
-    if keyed is None:
-        return subprocess.call([compiler, *args])
-    # A kernel build (one source): inline min/max (module docstring). The header's hash
-    # goes into the arguments, hence into the cache key.
+    # A kernel build (one source) force-includes the inline min/max header (module
+    # docstring). It enters the key by its content, not its per-checkout path, so every
+    # checkout shares the builds.
     header = os.path.join(bin_dir, "nrender_cpu_math.h")
-    if os.path.isfile(header):
-        with open(header, "rb") as f:
-            tag = hashlib.sha256(f.read()).hexdigest()[:12]
-        args = [f"-DNRENDER_CPU_MATH={tag}", "-include", header, *args]
+    stand_ins = {}
+    if _single_source_build(args) is not None and os.path.isfile(header):
+        tag = hashlib.sha256(CPU_MATH_HEADER.encode()).hexdigest()[:12]
+        stand_ins[header] = f"nrender_cpu_math.h:{tag}"
+        args = ["-include", header, *args]
         if "clang" not in os.path.basename(os.path.realpath(compiler)):
             args = [*GXX_INLINE_FLAGS, *args]
-        keyed = _cache_key(compiler, args)
-        if keyed is None:
-            return subprocess.call([compiler, *args])
+    keyed = _cache_key(compiler, args, stand_ins)
+    if keyed is None:
+        return subprocess.call([compiler, *args])
     key, output = keyed
     store = Path(bin_dir).parents[1] / "cxx"  # cache_dir/cxx, shared by every checkout
     cached = store / f"{key}.so"

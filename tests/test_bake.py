@@ -516,7 +516,7 @@ def test_coarse_levels_train_on_footprint_averages(tmp_path: Path) -> None:
     # measured: 0.36 for the 2x2 jittered footprints of TINY, 1.20 for the points; point
     # references at coarse levels gave 1.11, a footprint sized by the finest level 0.67
     assert log_l1_np(point, mean) > 0.9  # the checker makes points a poor stand-in
-    assert log_l1_np(target, mean) < 0.5 * log_l1_np(point, mean)
+    assert log_l1_np(target, mean) < 0.5  # halfway between 0.36 (right) and 0.67 (finest-sized)
 
 
 def test_report_json_is_strict_json(tmp_path: Path) -> None:

@@ -210,6 +210,9 @@ def test_ctrl_c_keeps_every_actors_samples(local_ray, tmp_path: Path, monkeypatc
     image = read_image(out.with_suffix(".exr"))
     assert image.shape == (12, 16, 3) and np.isfinite(image).all()
     assert np.array_equal(image > 0, (counts > 0)[..., None].repeat(3, axis=2))
+    # Column 0 sees only the environment, radiance 1: any tile divided by another's
+    # sample count would not be exactly 1 there.
+    np.testing.assert_array_equal(image[:, 0][counts[:, 0] > 0], 1.0)
 
 
 def test_wavefront_schedule_is_refused(local_ray, sphere) -> None:

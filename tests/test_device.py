@@ -106,11 +106,13 @@ def test_compiler_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert len(list((tmp_path / "cache" / "cxx").glob("*.so"))) == 2
 
 
-def test_each_checkout_has_its_own_shims(tmp_path: Path) -> None:
+def test_each_checkout_has_its_own_shims(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Catches: one shim folder for every checkout using the same cache. The last checkout
     # to open a device rewrote the shared shims, so another checkout's kernels were built
     # with its flags and header (or through a shim naming a deleted tree). Each copy of
-    # cxx_cache.py must get its own shims, and leave the other's untouched.
+    # cxx_cache.py must get its own shims, and leave the other's untouched; and a kernel
+    # one checkout built must serve the other (the header's per-checkout path must not
+    # enter the cache key).
     import importlib.util
 
     other = tmp_path / "other_checkout" / "cxx_cache.py"
@@ -129,6 +131,21 @@ def test_each_checkout_has_its_own_shims(tmp_path: Path) -> None:
     assert ours != theirs and ours.parent == theirs.parent == tmp_path / "cache" / "bin"
     assert str(Path(cxx_cache.__file__).resolve()) in (ours / "g++").read_text()
     assert str(other.resolve()) in (theirs / "g++").read_text()
+    real_dir, counter = tmp_path / "real", tmp_path / "runs"
+    real_dir.mkdir()
+    (real_dir / "g++").write_text(
+        f'#!/bin/sh\necho run >> "{counter}"\nout=""\nwhile [ $# -gt 0 ]; do\n'
+        '  case "$1" in -o) out="$2"; shift;; *.cpp) src="$1";; esac; shift\ndone\n'
+        'cp "$src" "$out"\n'
+    )
+    (real_dir / "g++").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{real_dir}{os.pathsep}/usr/bin:/bin")
+    source = tmp_path / "k.cpp"
+    source.write_text("int kernel() { return 3; }")
+    for module, shims in ((cxx_cache, ours), (other_module, theirs)):
+        args = [str(shims), "g++", "-O2", "-o", str(tmp_path / "k.so"), "-shared", str(source)]
+        assert module.run_shim(args) == 0
+    assert counter.read_text().count("run") == 1  # the other checkout's build was reused
 
 
 def test_inline_min_max_match_libm(tmp_path: Path) -> None:

@@ -103,8 +103,9 @@ def test_huge_ground_does_not_make_the_sky_win(cpu) -> None:
     expected = 0.05 + 0.9 * e_sky / (e_sky + e_lamp)  # the defensive 10% even split
     assert 0.35 < expected < 0.42  # the scene is what the comment says
     assert old_probability(renderer) > 0.999
-    # 0.03: the lamp's irradiance varies ~2% over the viewed patch, plus sampling noise.
-    assert renderer.buffers.stats.environment_probability == pytest.approx(expected, abs=0.03)
+    # 0.008: the lamp's irradiance varies ~2% over the viewed patch (~0.004 in p), plus
+    # sampling noise (measured: 0.0028 off). Without the defensive split p is 0.011 off.
+    assert renderer.buffers.stats.environment_probability == pytest.approx(expected, abs=0.008)
 
 
 def test_ground_plane_variance_well_below_the_old_selection(cpu) -> None:

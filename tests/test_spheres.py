@@ -49,7 +49,7 @@ def test_sphere_hits_match_the_closed_form(cpu, case: str) -> None:
     n = 2000
     center, radius = np.array([0.3, -0.2, 0.1]), 0.8
     if case == "outside":
-        o = center + rng.normal(size=(n, 3)) * 0 + np.array([0, 0, 5.0])
+        o = center + np.array([0, 0, 5.0])
         target = center + rng.uniform(-1, 1, (n, 3)) * radius
         d = target - o
     elif case == "inside":
@@ -207,23 +207,33 @@ def test_analytic_sphere_in_white_furnace(furnace: Renderer, strategy: str) -> N
 
 
 def test_analytic_sphere_textures_like_the_tessellated_one(cpu) -> None:
-    # Catches: uv or tangent conventions that differ from the tessellated sphere's
-    # (u mirrored or rotated, v upside down): a checker seen through both must agree
-    # wherever a pixel is inside the silhouette of both.
+    # Catches: a uv convention that differs from the tessellated sphere's (u mirrored or
+    # shifted, v upside down): through a texture whose red is u and green is v, both
+    # spheres must show the same colours wherever a pixel is inside both silhouettes.
+    # (Checkers are symmetric under some of these mistakes; a ramp is not.)
+    w, h = 64, 32
+    u = (np.arange(w) + 0.5) / w
+    v = 1.0 - (np.arange(h) + 0.5) / h  # image rows run from v = 1 down to v = 0
+    ramp = np.stack(np.broadcast_arrays(u[None, :], v[:, None], np.zeros((h, w))), -1)
+
     def render(ball: dict):
         scene = analytic_furnace(resolution=48, spp=4)
         scene["meshes"]["ball"] = ball
-        scene["materials"]["grey"]["albedo"] = {"type": "checker", "scale": [3, 4]}
         scene["instances"][0]["transform"] = {"rotate": [20, 35, 0]}
-        return Renderer(load_scene(scene), cpu).render(max_depth=1)
+        loaded = load_scene(scene)
+        loaded.materials["grey"].albedo = Texture(kind="image", image=ramp.astype(np.float32))
+        return Renderer(loaded, cpu).render(max_depth=1)
 
     exact = render({"type": "sphere"})
     mesh = render({"type": "sphere", "segments": 512, "rings": 256})
-    inside = (exact.depth > 0) & (mesh.depth > 0)
+    # inside both silhouettes, away from the u seam (where bilinear lookups wrap 1 to 0)
+    red = exact.albedo[..., 0]
+    inside = (exact.depth > 0) & (mesh.depth > 0) & (red > 0.05) & (red < 0.95)
     assert inside.sum() > 500
-    disagree = np.abs(exact.albedo[inside] - mesh.albedo[inside]).max(axis=-1) > 0.05
-    # Pixels straddling a checker edge can differ; a wrong convention flips half of them.
-    assert disagree.mean() < 0.08
+    difference = np.abs(exact.albedo[inside] - mesh.albedo[inside])[:, :2].max(axis=-1)
+    # The same camera samples meet both spheres within the tessellation's 2e-5 radii;
+    # pixels on the silhouette average different sample sets, hence the 2% allowed.
+    assert np.quantile(difference, 0.98) < 0.01, np.quantile(difference, [0.5, 0.98])
 
 
 def test_receivers_on_spheres_get_sphere_normals(cpu) -> None:
@@ -300,19 +310,26 @@ def test_sphere_lamp_light_sampling_agrees_with_bsdf_sampling(
     # points that drift towards its dark pole or bright equator change the light found),
     # or the sphere lamp's emitter record mixed up with the triangles': next-event
     # estimation alone must give the ground the light BSDF sampling alone finds, and a
-    # finely tessellated lamp the same (within its 0.1% tessellation error).
+    # finely tessellated lamp the same (0.2% allowed for its tessellation; the facets
+    # measured 0.013% on a 4k-triangle sphere).
     lamp = {"type": "sphere", "radius": radius}
     nee = lamp_render(cpu, lamp, textured, strategy="nee")
     bsdf = lamp_render(cpu, lamp, textured, strategy="bsdf", spp=256)
     ground = (nee.depth > 0) & (nee.albedo[..., 0] == np.float32(0.7))
     assert ground.sum() > 200
     a, b = nee.radiance[ground].mean(), bsdf.radiance[ground].mean()
-    se = np.sqrt(nee.variance[ground].sum() + bsdf.variance[ground].sum()) / ground.sum()
+    se = (
+        np.sqrt(nee.variance[ground].sum() + bsdf.variance[ground].sum())
+        / nee.variance[ground].size
+    )
     assert abs(a - b) < 5 * se, (a, b, se)
     mesh_lamp = {**lamp, "segments": 256, "rings": 128}
     mesh = lamp_render(cpu, mesh_lamp, textured, strategy="nee")
     c = mesh.radiance[ground].mean()
-    se_c = np.sqrt(nee.variance[ground].sum() + mesh.variance[ground].sum()) / ground.sum()
+    se_c = (
+        np.sqrt(nee.variance[ground].sum() + mesh.variance[ground].sum())
+        / nee.variance[ground].size
+    )
     assert abs(a - c) < 5 * se_c + 2e-3 * c, (a, c, se_c)
 
 
@@ -323,7 +340,7 @@ def test_sphere_lamp_beside_a_quad_lamp(cpu) -> None:
     # wrong pmf, or MIS weighs a hit on the sphere by the wrong light's pdf): with a quad
     # lamp and a sphere lamp, the render must equal the one where the sphere is a finely
     # tessellated mesh (triangle emitters only; within its 0.2% tessellation error). The
-    # planted mix-ups moved the ground's mean by 12% and 28% (11 and 23 standard errors).
+    # planted mix-ups moved the ground's mean by 12% and 28%, over 10 standard errors.
     def render(lamp: dict):
         scene = lamp_scene(lamp, spp=1024)
         scene["materials"]["panel"] = {
@@ -340,7 +357,10 @@ def test_sphere_lamp_beside_a_quad_lamp(cpu) -> None:
     mesh = render({"type": "sphere", "radius": 0.4, "segments": 128, "rings": 64})
     ground = (exact.depth > 0) & (exact.albedo[..., 0] == np.float32(0.7))
     a, b = exact.radiance[ground].mean(), mesh.radiance[ground].mean()
-    se = np.sqrt(exact.variance[ground].sum() + mesh.variance[ground].sum()) / ground.sum()
+    se = (
+        np.sqrt(exact.variance[ground].sum() + mesh.variance[ground].sum())
+        / exact.variance[ground].size
+    )
     assert abs(a - b) < 5 * se + 2e-3 * b, (a, b, se)
 
 
@@ -362,4 +382,5 @@ def test_light_selection_sees_sphere_lamps(cpu) -> None:
     mesh = p_env({"type": "sphere", "radius": 0.15, "segments": 64, "rings": 32})
     assert abs(exact - mesh) < 0.02, (exact, mesh)
     spheres_only = p_env({"type": "sphere", "radius": 0.15}, ground=False)
-    assert 0.05 <= spheres_only <= 0.95
+    mesh_lamp = p_env({"type": "sphere", "radius": 0.15, "segments": 64, "rings": 32}, False)
+    assert abs(spheres_only - mesh_lamp) < 0.02, (spheres_only, mesh_lamp)

@@ -254,16 +254,7 @@ def join_bvhs(first: Bvh, second: Bvh) -> Bvh:
     if second.node_count == 0:
         return first
     if first.node_count == 0:
-        is_leaf = second.primitive_count > 0
-        return Bvh(
-            second.bounds_min,
-            second.bounds_max,
-            np.where(is_leaf, second.first_index + offset, second.first_index).astype(np.uint32),
-            second.primitive_count,
-            second.primitive_order + offset,
-            second.depth,
-            second.build_seconds,
-        )
+        return second  # no primitives before it: its slots need no offset
     n_first = first.node_count
 
     def moved(bvh: Bvh, root: int, others: int) -> np.ndarray:

@@ -101,15 +101,16 @@ class HashGrid(nn.Module):
         # driven by the MLPs, not by noise in the table.
         table = torch.rand((config.levels, config.table_size, config.features), generator=generator)
         self.table = nn.Parameter((table * 2 - 1) * 1e-4)
-        self.register_buffer("cells", torch.from_numpy(config.resolutions().astype(np.int64)))
+        # plain ints: reading them from a device tensor would sync a GPU every level
+        self.cells = [int(c) for c in config.resolutions()]
+        self.register_buffer("corners", _CORNERS.clone(), persistent=False)
 
     def forward(self, points: torch.Tensor) -> torch.Tensor:
         """[B, levels * features] encodings of `points` [B, 3] (clamped to [0, 1]^3)."""
         p01 = points.clamp(0.0, 1.0)
-        corners = _CORNERS.to(points.device)
+        corners = self.corners
         outputs = []
-        for level in range(self.config.levels):
-            cells = int(self.cells[level])
+        for level, cells in enumerate(self.cells):
             p = p01 * cells
             cell = torch.floor(p).long().clamp(max=cells - 1)
             t = p - cell

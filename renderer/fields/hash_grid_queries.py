@@ -37,7 +37,7 @@ class HashGridQueries:
 
     def _run(self, mode: int, rows: np.ndarray, width: int) -> np.ndarray:
         count = len(rows)
-        out = self.device.upload(np.zeros(max(count, 1) * width, np.float32))
+        out = self.device.zeros(count * width, 4)
         self.kernel.dispatch(
             (count, 1, 1),
             g_grid=self.grid,

@@ -64,6 +64,7 @@ from .renderer import (
 )
 from .workers import (
     MAX_WORKERS,
+    BlockSums,
     Sums,
     render_pass,
     sample_blocks,
@@ -131,7 +132,7 @@ class TileActor:
         self.job: RenderJob | None = None  # the tile's job: its device sums are `block`'s
         self.block: int | None = None  # the block in the job, None between blocks
         self.next_block = 0
-        self.tile_sums: Sums = []
+        self.tile_sums: BlockSums | None = None  # the tile's blocks, added in block order
 
     def start(
         self, scene_ref: list[Any], version: str, blocks: tuple[tuple[int, int], ...]
@@ -153,7 +154,7 @@ class TileActor:
         self.renderer, self.blocks = job.renderer, blocks
         # Started again after a lost call, the actor may be the same process: forget any
         # tile it held, so that a tile handed to it again is rendered from its first block.
-        self.tile, self.job, self.block, self.next_block, self.tile_sums = None, None, None, 0, []
+        self.tile, self.job, self.block, self.next_block, self.tile_sums = None, None, None, 0, None
         return {
             "timings": timings,
             "has_light": bool(job.renderer.buffers.has_light),
@@ -168,7 +169,7 @@ class TileActor:
         if self.tile != index:
             self.tile, self.block, self.next_block = index, None, 0
             self.job = self.renderer.start(tile=tile)
-            self.tile_sums = [np.zeros((tile[3], tile[2], 4)) for _ in range(4)]
+            self.tile_sums = BlockSums(tile[2], tile[3])
         job = self.job
         assert job is not None
         count = 0
@@ -183,7 +184,8 @@ class TileActor:
         if self.next_block < len(self.blocks) or self.block is not None:
             return count, None
         self.tile = None
-        return count, self.tile_sums
+        assert self.tile_sums is not None
+        return count, self.tile_sums.sums
 
     def partial(self, index: int) -> Sums | None:
         """The sums of tile `index` so far, if this actor holds any (after a stop)."""
@@ -191,14 +193,14 @@ class TileActor:
             return None
         self._add_block()
         self.tile = None
-        return self.tile_sums
+        assert self.tile_sums is not None
+        return self.tile_sums.sums
 
     def _add_block(self) -> None:
         """Add the job's block (whole or partial) to the tile's sums."""
-        assert self.job is not None
+        assert self.job is not None and self.tile_sums is not None
         if self.block is not None and self.job.spp_done > self.blocks[self.block][0]:
-            for total, block in zip(self.tile_sums, self.job.sums(), strict=True):
-                total += block
+            self.tile_sums.add(self.block, self.job.sums())
         self.block = None
 
 
@@ -275,7 +277,6 @@ class ClusterRenderJob:
         self.samples_by_worker: dict[int, int] = {}
         self.worker_timings: dict[int, dict[str, float]] = {}
         self.worker_nodes: dict[int, str] = {}
-        self.scene_bytes = 0
         self.tiles_done = 0
         self._sums: Sums = [np.zeros((self.height, self.width, 4)) for _ in range(4)]
         self._samples = 0  # pixel samples received, of all tiles (spp_done is its mean)
@@ -296,7 +297,6 @@ class ClusterRenderJob:
         ray = self._ray
         # the render's settings travel inside the scene, as a worker process's do
         data = pickle.dumps(replace(scene, integrator=self.settings), protocol=5)
-        self.scene_bytes = len(data)
         if len(data) > MAX_SCENE_BYTES:
             raise NrenderError(
                 f"{scene.source or 'the scene'}: {len(data) >> 20} MiB in memory (meshes, "

@@ -170,7 +170,3 @@ class Scene:
     @property
     def triangle_count(self) -> int:
         return sum(self.meshes[i.mesh].triangle_count for i in self.instances)
-
-    @property
-    def sphere_count(self) -> int:
-        return sum(isinstance(self.meshes[i.mesh], Sphere) for i in self.instances)
