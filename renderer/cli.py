@@ -1,4 +1,4 @@
-"""The `nrender` command: render, bake, info and bench.
+"""The `nrender` command: render, bake, nerf, info and bench.
 
 Errors a user can fix (bad scene, missing file, absent device) print one line and exit
 with status 2; Ctrl-C during a render writes what has accumulated and exits with 130.
@@ -467,6 +467,150 @@ def cmd_bake(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nerf_train(args: argparse.Namespace) -> int:
+    from .fields.training import PRESETS, TrainingInterrupted, train_field
+    from .input_files import is_dir
+    from .neural.baking import torch_device
+
+    if not is_dir(Path(args.dataset)):
+        raise NrenderError(f"{args.dataset}: dataset folder not found")
+    output = Path(args.output) if args.output else Path(Path(args.dataset).name + ".nfield")
+    check_writable(output)
+    preset = PRESETS[args.preset]
+    if args.steps is not None:
+        preset = preset.with_steps(args.steps)
+    if args.preset == "default" and torch_device(args.device).type == "cpu":
+        print(
+            "nrender: warning: the default training preset is sized for a GPU and takes hours "
+            "on a CPU; --preset quick takes minutes",
+            file=sys.stderr,
+        )
+    with _StopRequest() as stop:
+        try:
+            result = train_field(
+                args.dataset,
+                output,
+                preset,
+                device=args.device,
+                seed=args.seed,
+                resume=args.resume,
+                fresh=args.fresh,
+                progress=not args.quiet,
+                stop=lambda: stop.requested,
+                max_seconds=args.time_limit,
+            )
+        except TrainingInterrupted as exc:
+            print(
+                f"nrender: {exc}; run the same command with --resume to continue", file=sys.stderr
+            )
+            return EXIT_INTERRUPTED
+    training = result.report["training"]
+    line = (
+        f"trained {args.dataset} -> {output}: "
+        f"{training['steps']} steps in {training['seconds']:.0f} s"
+    )
+    evaluation = result.report.get("evaluation")
+    if evaluation:
+        line += (
+            f"; {evaluation['split']} views: PSNR {evaluation['psnr_db']:.2f} dB, "
+            f"SSIM {evaluation['ssim']:.4f} (over white)"
+        )
+    print(line)
+    print("wrote " + ", ".join(str(p) for p in result.written))
+    return 0
+
+
+def cmd_nerf_render(args: argparse.Namespace) -> int:
+    from .fields.field_render import dataset_views, render_views, scene_camera_view
+    from .fields.nfield import NerfFile
+    from .neural.baking import torch_device
+
+    nerf = NerfFile.load(args.field, torch_device(args.device))
+    if args.camera:
+        views = [scene_camera_view(nerf, args.camera)]
+    else:
+        root = args.dataset or nerf.metadata.get("dataset", "")
+        if not root:
+            raise NrenderError(f"{args.field}: names no dataset; pass --dataset or --camera")
+        views = dataset_views(root, args.views)
+    metrics = render_views(nerf, views, args.output, args.background, progress=not args.quiet)
+    line = f"rendered {len(views)} view(s) of {args.field} into {args.output}"
+    if "psnr_db" in metrics:
+        line += f": PSNR {metrics['psnr_db']:.2f} dB, SSIM {metrics['ssim']:.4f}"
+    print(line)
+    return 0
+
+
+def _add_nerf_parsers(sub: Any) -> None:
+    from .fields.dataset_export import add_dataset_arguments, cmd_nerf_dataset
+
+    nerf = sub.add_parser(
+        "nerf", help="neural radiance fields: datasets, training, rendering (docs/nerf.md)"
+    )
+    verbs = nerf.add_subparsers(dest="nerf_command", required=True)
+    p = verbs.add_parser(
+        "dataset", help="render a posed RGBA dataset of a scene (NeRF-synthetic layout)"
+    )
+    add_dataset_arguments(p)
+    p.set_defaults(func=cmd_nerf_dataset)
+
+    p = verbs.add_parser("train", help="train a hash-grid radiance field (.nfield) on a dataset")
+    p.add_argument("dataset", help="dataset folder (transforms_train.json and images)")
+    p.add_argument("-o", "--output", help="output .nfield (default: <dataset folder name>.nfield)")
+    p.add_argument(
+        "--preset",
+        choices=("quick", "default"),
+        default="default",
+        help="quick: minutes on a 2-core CPU; default: sized for a GPU (default: default)",
+    )
+    p.add_argument("--steps", type=_positive, help="training steps (default: the preset's)")
+    p.add_argument(
+        "--time-limit",
+        type=_in_range(float, 1.0, 1e7, "seconds"),
+        metavar="SECONDS",
+        help="end training after this long and write the field (default: no limit)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="torch training device; auto = CUDA when torch has it (default: auto)",
+    )
+    p.add_argument("--seed", type=_seed, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint <output>.ckpt"
+    )
+    p.add_argument("--fresh", action="store_true", help="discard an existing checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_nerf_train)
+
+    p = verbs.add_parser("render", help="render a trained field alone")
+    p.add_argument("field", help="trained field (.nfield)")
+    p.add_argument("-o", "--output", required=True, help="folder for the PNGs (and metrics.json)")
+    p.add_argument(
+        "--views",
+        choices=("train", "val", "test"),
+        default="test",
+        help="dataset split to render (default: test)",
+    )
+    p.add_argument("--dataset", help="dataset folder (default: the one the field was trained on)")
+    p.add_argument("--camera", metavar="SCENE", help="render the camera of this scene file instead")
+    p.add_argument(
+        "--background",
+        choices=("white", "black", "transparent"),
+        default="white",
+        help="transparent writes RGBA PNGs (default: white, the NeRF protocol)",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="torch device; auto = CUDA when torch has it (default: auto)",
+    )
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_nerf_render)
+
+
 def cmd_view(args: argparse.Namespace) -> int:
     from .viewer.window import check_display
 
@@ -523,7 +667,12 @@ def cmd_info(args: argparse.Namespace) -> int:
         "neural_bakes": {
             name: m.neural_path for name, m in scene.materials.items() if m.neural is not None
         },
+        "volumes": len(scene.volumes),
     }
+    if scene.volumes:
+        from .fields.nerf_buffers import volume_summary
+
+        info["volume_fields"] = [volume_summary(v) for v in scene.volumes]
     if args.json:
         print(json.dumps(info, indent=2))
     else:
@@ -700,6 +849,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_bake)
+
+    _add_nerf_parsers(sub)
 
     p = sub.add_parser(
         "compare",

@@ -79,7 +79,8 @@ def test_bad_scene_is_one_line_error(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert (
         proc.stderr.strip() == "nrender: error: s.json: lamp: unknown or unused key 'lamp' "
-        "(valid keys here: camera, environment, instances, integrator, materials, meshes, version)"
+        "(valid keys here: camera, environment, instances, integrator, materials, meshes, "
+        "version, volumes)"
     )
     assert not list(tmp_path.glob("render.*"))
 

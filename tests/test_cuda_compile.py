@@ -21,6 +21,7 @@ KERNELS = [
     ("scene/trace_rays.slang", "trace_rays"),
     ("neural/neural_query.slang", "neural_query"),
     ("fields/hash_grid_query.slang", "hash_grid_query"),
+    ("fields/nerf_query.slang", "nerf_query"),
 ]
 # Kernels that evaluate neural decoders: their PTX must hold tensor-core matrix products
 # (the coherent-warp path of shaders/neural/coop_mlp.slang), so that path cannot rot.

@@ -129,7 +129,7 @@ class Checkpoint:
         except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
             raise NeuralMaterialError(f"{path}: unreadable checkpoint ({exc})") from None
         if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-            raise NeuralMaterialError(f"{path}: not a bake checkpoint of this nrender version")
+            raise NeuralMaterialError(f"{path}: not a checkpoint of this nrender version")
         try:
             return Checkpoint(
                 int(meta["phase"]),
@@ -152,16 +152,17 @@ class CheckpointStore:
     """The checkpoint of one bake: saved while it trains, found when it is resumed, removed
     when it completes. Only the methods touch the file system."""
 
-    def __init__(self, output: Path, fingerprint: str) -> None:
+    def __init__(self, output: Path, fingerprint: str, source: str = "material") -> None:
         self.path = checkpoint_path(output)
         self.fingerprint = fingerprint  # of the configuration; see baking.bake_fingerprint
+        self.source = source  # what the run learns from, for messages
 
     def check_start(self, resume: bool, fresh: bool) -> None:
         """Refuse to start over an interrupted bake unless told, and to resume nothing."""
         exists = self.path.exists()
         if exists and not (resume or fresh):
             raise NeuralMaterialError(
-                f"{self.path}: a checkpoint of an interrupted bake exists; "
+                f"{self.path}: a checkpoint of an interrupted run exists; "
                 "pass --resume to continue it or --fresh to start over"
             )
         if resume and not exists:
@@ -171,7 +172,7 @@ class CheckpointStore:
         checkpoint = Checkpoint.load(self.path)
         if checkpoint.fingerprint != self.fingerprint:
             raise NeuralMaterialError(
-                f"{self.path}: made for a different material, preset or seed; "
+                f"{self.path}: made for a different {self.source}, preset or seed; "
                 "pass --fresh to start over"
             )
         return checkpoint

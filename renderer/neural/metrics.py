@@ -35,3 +35,27 @@ def psnr(estimate: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> floa
 
 def tonemap(x: np.ndarray) -> np.ndarray:
     return x / (1.0 + x)
+
+
+def ssim(estimate: np.ndarray, reference: np.ndarray, peak: float = 1.0) -> float:
+    """Mean structural similarity (Wang et al. 2004) of two [H, W, C] images: an 11x11
+    Gaussian window with sigma 1.5, K1 = 0.01, K2 = 0.03, computed per channel over the
+    window positions that lie inside the image and averaged (the usual NeRF protocol)."""
+    x = torch.as_tensor(np.asarray(estimate, np.float64)).permute(2, 0, 1)[:, None]
+    y = torch.as_tensor(np.asarray(reference, np.float64)).permute(2, 0, 1)[:, None]
+    size = min(11, x.shape[-1], x.shape[-2])
+    offsets = torch.arange(size, dtype=torch.float64) - (size - 1) / 2
+    g = torch.exp(-(offsets**2) / (2 * 1.5**2))
+    g = g / g.sum()
+    window = (g[:, None] * g[None, :])[None, None]
+
+    def blur(z: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.conv2d(z, window)
+
+    mx, my = blur(x), blur(y)
+    vx = blur(x * x) - mx * mx
+    vy = blur(y * y) - my * my
+    cxy = blur(x * y) - mx * my
+    c1, c2 = (0.01 * peak) ** 2, (0.03 * peak) ** 2
+    value = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
+    return float(value.mean())

@@ -84,7 +84,7 @@ def pack_latents(level: torch.Tensor) -> np.ndarray:
 
 
 @dataclass
-class _Packed:
+class PackedMlps:
     weights: list[np.ndarray]
     weights_f16: list[np.ndarray]
     layers: list[dict[str, int]]
@@ -124,7 +124,7 @@ class _Packed:
         return len(self.layers) - 1
 
 
-def _mlp_layers(packed: _Packed, module: torch.nn.Module) -> tuple[int, int]:
+def pack_mlp_layers(packed: PackedMlps, module: torch.nn.Module) -> tuple[int, int]:
     """Pack every Linear of an Mlp; (first layer index, layer count)."""
     linears = list(module.layers)
     first = len(packed.layers)
@@ -141,7 +141,7 @@ class NeuralTables:
     def __init__(
         self, device: RenderDevice, kernel: Kernel, materials: list[NeuralMaterial]
     ) -> None:
-        packed = _Packed([], [], [])
+        packed = PackedMlps([], [], [])
         level_rows: list[dict[str, int]] = []
         latents: list[np.ndarray] = []
         texel_count = 0
@@ -157,8 +157,8 @@ class NeuralTables:
             frames = packed.add_block(material.brdf.frames.weight.detach().cpu().numpy())
             scale = energy_scale(material_energy(material))
             energy = packed.add_block(scale.reshape(-1, ENERGY_ANGLES))
-            decoder_first, decoder_count = _mlp_layers(packed, material.brdf.mlp)
-            sampler_first, sampler_count = _mlp_layers(packed, material.sampler.mlp)
+            decoder_first, decoder_count = pack_mlp_layers(packed, material.brdf.mlp)
+            sampler_first, sampler_count = pack_mlp_layers(packed, material.sampler.mlp)
             material_rows.append(
                 {
                     "level_begin": first_level,

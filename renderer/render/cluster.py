@@ -19,7 +19,7 @@ Design (docs/cluster.md has the measurements and the alternatives):
   back once (128 bytes a pixel for the whole render, not per block).
 - What travels: the scene as this process loaded and checked it (camera, --res and the
   render's settings included), pickled once into Ray's object store; Ray copies it to
-  each node that runs an actor. Meshes, textures, environment map, material graphs and
+  each node that runs an actor. Meshes, textures, environment map, NeRF volumes, material graphs and
   `.nmat` bakes are in it as arrays, so no file has to exist on the workers and none
   can be forgotten (glTF buffers, a graph's textures), and no actor parses or
   validates the scene again. The kernels are compiled on each node (its cache).
@@ -300,7 +300,8 @@ class ClusterRenderJob:
         if len(data) > MAX_SCENE_BYTES:
             raise NrenderError(
                 f"{scene.source or 'the scene'}: {len(data) >> 20} MiB in memory (meshes, "
-                f"textures, environment, bakes) is more than the {MAX_SCENE_BYTES >> 20} MiB "
+                f"textures, environment, bakes, volumes) is more than the "
+                f"{MAX_SCENE_BYTES >> 20} MiB "
                 "a cluster render sends to every node"
             )
         self._scene_ref = ray.put(data)

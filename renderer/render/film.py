@@ -33,6 +33,7 @@ class RenderResult:
     normal: np.ndarray
     depth: np.ndarray  # [H, W]
     spp: int
+    coverage: np.ndarray | None = None  # [H, W]: share of camera rays that hit a surface
     seconds: float = 0.0
     dropped_samples: int = 0  # non-finite samples left out of the sums
     info: dict[str, Any] = field(default_factory=dict)

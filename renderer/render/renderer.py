@@ -171,6 +171,7 @@ class RenderJob:
             "rr_depth": s.rr_depth,
             "strategy": STRATEGIES.index(s.strategy),
             "trace_depths": self.trace_depths,
+            "transparent_background": int(s.transparent_background),
         }
 
     def shading_trace(self) -> np.ndarray:
@@ -224,6 +225,7 @@ def result_from_sums(sums: list[np.ndarray], seconds: float, info: dict[str, Any
         albedo=(sums[2][..., :3] / n).astype(np.float32),
         normal=(sums[3][..., :3] / n).astype(np.float32),
         depth=(sums[3][..., 3] / n[..., 0]).astype(np.float32),
+        coverage=(sums[1][..., 3] / n[..., 0]).astype(np.float32),
         spp=int(counts.min()),
         seconds=seconds,
         dropped_samples=int(sums[0][..., 3].sum()),

@@ -10,6 +10,9 @@ luminance of the emission, with an emission texture's mean over the triangle
 (emitter_power.py) or the sphere (over stand-in triangles, spheres.py). How
 often the environment is sampled instead is measured where the camera looks
 (light_selection.py).
+
+NeRF volumes travel in their own buffers (renderer/fields/nerf_buffers.py), outside the
+BVH: kernels march them along rays (shaders/fields/nerf.slang).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..accel.primitives import sphere_slots
 from ..accel.queries import TriangleQueries
 from ..accel.upload import upload_geometry
 from ..device import Kernel, RenderDevice
+from ..fields.nerf_buffers import NerfVolumeBuffers, PlacedField
 from ..image_io import LUMINANCE
 from ..layout import INVALID_INDEX
 from ..materials.tables import DEFAULT_WALK_DEPTH, DEFAULT_WALKS, MaterialEntry, MaterialTables
@@ -146,6 +150,7 @@ class SceneStats:
     bvh_depth: int = 0
     bvh_seconds: float = 0.0
     emitters: int = 0
+    volumes: int = 0
     environment_probability: float = 0.0
     upload_seconds: float = 0.0
 
@@ -257,8 +262,13 @@ class SceneBuffers:
         self.shading = device.upload(shading)
         self.sphere_shading = device.upload(sphere_shading)
         self.environment = environment
+        self.volumes = NerfVolumeBuffers(
+            device, kernel, [PlacedField(v.nerf, v.world_from_field) for v in scene.volumes]
+        )
+        self.stats.volumes = len(scene.volumes)
         self.stats.upload_seconds = time.perf_counter() - start
-        self.has_light = area_power > 0 or not scene.environment.is_black
+        # a NeRF volume shows its own (baked-in) light
+        self.has_light = area_power > 0 or not scene.environment.is_black or bool(scene.volumes)
 
     def _build_bvh(self, triangles: Triangles, spheres: SphereInstances) -> Bvh:
         bvh = build_primitive_bvh(triangles.vertices, spheres.spheres)
@@ -392,5 +402,6 @@ class SceneBuffers:
             "materials": self.material_tables.bind(layered_walks, layered_depth, prefer_neural),
             "environment": self.environment,
             "lights": self.lights,
+            "volumes": self.volumes.bind(),
             "ray_epsilon": float(self.ray_epsilon),
         }

@@ -11,6 +11,7 @@ from .types import (
     Scene,
     Sphere,
     Texture,
+    Volume,
 )
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "Scene",
     "Sphere",
     "Texture",
+    "Volume",
     "load_scene",
     "scene_from_dict",
 ]

@@ -35,6 +35,7 @@ from .types import (
     Shape,
     Sphere,
     Texture,
+    Volume,
 )
 
 SCENE_VERSION = 1
@@ -43,6 +44,7 @@ MAX_PIXELS = 1 << 26  # 64 Mpixel: the accumulators alone then take 8 GiB
 MAX_SPP = 1 << 20
 MAX_DEPTH = 1024
 MAX_SEGMENTS = 4096
+MAX_VOLUMES = 64  # NeRF volumes per scene: each ray finds its boxes' order in O(n^2)
 
 
 def load_scene(
@@ -145,6 +147,14 @@ def scene_from_dict(data: Any, *, name: str, base_dir: Path) -> Scene:
         reader.instance(Section(value, f"instances[{i}]", name), materials, meshes)
         for i, value in enumerate(root.sequence("instances", []))
     ]
+    volume_list = root.sequence("volumes", [])
+    if len(volume_list) > MAX_VOLUMES:
+        root.fail(
+            f"{len(volume_list)} volumes, more than the {MAX_VOLUMES} a scene may have", "volumes"
+        )
+    volumes = [
+        reader.volume(Section(value, f"volumes[{i}]", name)) for i, value in enumerate(volume_list)
+    ]
     for i, instance in enumerate(instances):
         reach = shape_reach(meshes[instance.mesh], instance.transform)
         if not reach <= MAX_COORDINATE:
@@ -167,6 +177,7 @@ def scene_from_dict(data: Any, *, name: str, base_dir: Path) -> Scene:
         materials=materials,
         meshes=meshes,
         instances=instances,
+        volumes=volumes,
     )
 
 
@@ -177,6 +188,7 @@ class _SceneReader:
         self.name = name
         self.base_dir = base_dir
         self.neural_cache: dict[Path, Any] = {}
+        self.nerf_cache: dict[Path, Any] = {}
 
     def resolve(self, s: Section, key: str) -> Path:
         rel = s.string(key)
@@ -232,6 +244,7 @@ class _SceneReader:
             layered_walks=s.integer("layered_walks", d.layered_walks, low=1, high=1024),
             layered_depth=s.integer("layered_depth", d.layered_depth, low=1, high=1024),
             materials=s.string("materials", d.materials, choices=MATERIAL_MODES),
+            transparent_background=s.boolean("transparent_background", d.transparent_background),
         )
         s.finish()
         return result
@@ -488,6 +501,41 @@ class _SceneReader:
         if abs(det) < 1e-12:
             s.fail("transform is singular (a zero scale?)")
         return m
+
+    def volume(self, s: Section) -> Volume:
+        """A NeRF volume: its `.nfield` file (checked whole before any rendering, loaded once
+        per file per scene) and where it sits."""
+        from ..fields.nerf_buffers import PlacedField, world_box
+        from ..fields.nfield import NerfFieldError, NerfFile
+
+        path = self.resolve(s, "nerf")
+        nerf = self.nerf_cache.get(path.resolve())
+        if nerf is None:
+            try:
+                nerf = NerfFile.load(path)
+            except NerfFieldError as exc:
+                s.fail(str(exc), "nerf")
+            self.nerf_cache[path.resolve()] = nerf
+        transform = self.transform(s.section("transform", None))
+        s.finish()
+        volume = Volume(nerf=nerf, transform=transform, path=str(path))
+        world = volume.world_from_field
+        with np.errstate(all="ignore"):
+            lo, hi = world_box(PlacedField(nerf, world))
+            reach = float(np.abs(np.concatenate([lo, hi])).max())
+            singular = abs(np.linalg.det(world[:3, :3])) < 1e-12 or not np.isfinite(world).all()
+        if singular:
+            s.fail(
+                "the transform times the file's scene_from_field is singular or not finite",
+                "transform",
+            )
+        if not reach <= MAX_COORDINATE:
+            s.fail(
+                f"the field's box placed by its transform reaches {reach:.3g} from the origin, "
+                f"beyond {MAX_COORDINATE:g}",
+                "transform",
+            )
+        return volume
 
     def instance(
         self, s: Section, materials: dict[str, Material], meshes: dict[str, Shape]

@@ -54,6 +54,7 @@ class Integrator:
     layered_walks: int = 1  # random walks per evaluation of a layered material
     layered_depth: int = 256  # vertices per walk at most: Russian roulette ends walks
     materials: str = "reference"  # reference: layered graphs; neural: their bakes
+    transparent_background: bool = False  # camera rays that escape add nothing (RGBA)
 
 
 @dataclass
@@ -139,6 +140,23 @@ class Instance:
 
 
 @dataclass
+class Volume:
+    """A NeRF volume (renderer.fields.NerfFile) placed in the scene: its field's own space
+    goes to the world by `transform` times the file's `scene_from_field`."""
+
+    nerf: Any  # NerfFile
+    transform: np.ndarray = field(default_factory=lambda: np.eye(4))  # [4, 4]
+    path: str = ""  # the .nfield file, for messages
+
+    @property
+    def world_from_field(self) -> np.ndarray:
+        """[4, 4] field space -> world."""
+        return np.asarray(self.transform, np.float64) @ np.asarray(
+            self.nerf.scene_from_field, np.float64
+        )
+
+
+@dataclass
 class Environment:
     """Light from infinitely far away, as an equirectangular map (see environment.slang)."""
 
@@ -165,6 +183,7 @@ class Scene:
     materials: dict[str, Material] = field(default_factory=dict)
     meshes: dict[str, Shape] = field(default_factory=dict)
     instances: list[Instance] = field(default_factory=list)
+    volumes: list[Volume] = field(default_factory=list)  # NeRF volumes, rendered inline
     source: Path | None = None  # file it was loaded from, if any
 
     @property

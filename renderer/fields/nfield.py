@@ -1,0 +1,197 @@
+"""`.nfield` files: a trained neural radiance field.
+
+A safetensors file (no pickle) holding
+
+    grid.table               fp32 [levels, 2^log2_table, features]  hash encoding
+    density.layers.{i}.*     fp32   density network (nerf.py)
+    color.layers.{i}.*       fp32   colour network
+    aabb                     fp32 [2, 3]  the field's box in its own world (min, max)
+    scene_from_field         fp32 [4, 4]  where the field's world sits in the scene it was
+                                          captured from (identity for outside datasets)
+    occupancy                uint8 [G^3 / 8]  occupancy bits (occupancy.py)
+
+and header metadata (strings): format, format_version, nrender_version, architecture
+(NerfConfig JSON), dataset (the folder trained on), dataset_hash, preset (JSON), training
+(JSON: steps, seconds, final loss and PSNR). Loading checks every name, shape, dtype and
+value and reports the first problem as one NerfFieldError naming the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import NrenderError
+from ..image_io import atomic_path
+from ..input_files import check_path_text, is_file
+from ..version import __version__
+from .nerf import NerfConfig, NerfField
+from .occupancy import OccupancyGrid
+
+FORMAT = "nrender.nfield"
+FORMAT_VERSION = "1"
+REQUIRED_METADATA = (
+    "format",
+    "format_version",
+    "nrender_version",
+    "architecture",
+    "dataset",
+    "dataset_hash",
+    "preset",
+    "training",
+)
+MAX_FILE_BYTES = 1 << 31
+
+
+class NerfFieldError(NrenderError):
+    """A field file (.nfield) or training checkpoint is unreadable or inconsistent."""
+
+
+@dataclass
+class NerfFile:
+    """A trained field with its occupancy grid and placement."""
+
+    field: NerfField
+    occupancy: OccupancyGrid
+    scene_from_field: np.ndarray = field(default_factory=lambda: np.eye(4))
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def config(self) -> NerfConfig:
+        return self.field.config
+
+    def tensors(self) -> dict[str, torch.Tensor]:
+        out = {"grid.table": self.field.grid.table.detach().float().cpu().contiguous()}
+        for prefix, module in (("density", self.field.density), ("color", self.field.color)):
+            for name, value in module.state_dict().items():
+                out[f"{prefix}.{name}"] = value.detach().float().cpu().contiguous()
+        out["aabb"] = self.field.aabb.detach().float().cpu().contiguous()
+        out["scene_from_field"] = torch.as_tensor(self.scene_from_field, dtype=torch.float32)
+        out["occupancy"] = torch.from_numpy(self.occupancy.bits())
+        return out
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        from safetensors.torch import save
+
+        meta = {
+            **self.metadata,
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "nrender_version": __version__,
+            "architecture": self.config.to_json(),
+        }
+        missing = [k for k in REQUIRED_METADATA if k not in meta]
+        if missing:
+            raise NerfFieldError(f"{path}: cannot save, metadata lacks {missing}")
+        tensors = self.tensors()
+        for name, value in tensors.items():
+            if value.is_floating_point() and not torch.isfinite(value).all():
+                raise NerfFieldError(f"{path}: refusing to save non-finite values in {name}")
+        data = save(tensors, metadata=meta)
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_bytes(data)
+        except OSError as exc:
+            raise NerfFieldError(f"{path}: cannot write ({exc.strerror or exc})") from None
+
+    @staticmethod
+    def load(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> NerfFile:
+        return _load(Path(path), torch.device(device))
+
+
+def expected_shapes(config: NerfConfig) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
+    model = NerfField(config, torch.tensor([[0.0] * 3, [1.0] * 3]))
+    shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
+        "grid.table": (tuple(model.grid.table.shape), torch.float32)
+    }
+    for prefix, module in (("density", model.density), ("color", model.color)):
+        for name, value in module.state_dict().items():
+            shapes[f"{prefix}.{name}"] = (tuple(value.shape), torch.float32)
+    shapes["aabb"] = ((2, 3), torch.float32)
+    shapes["scene_from_field"] = ((4, 4), torch.float32)
+    shapes["occupancy"] = ((config.occupancy_resolution**3 // 8,), torch.uint8)
+    return shapes
+
+
+def _load(path: Path, device: torch.device) -> NerfFile:
+    from safetensors import SafetensorError, safe_open
+
+    def fail(problem: str) -> NerfFieldError:
+        return NerfFieldError(f"{path}: {problem}")
+
+    if problem := check_path_text(str(path)):
+        raise fail(problem)
+    if not is_file(path):
+        raise fail("no such file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise fail(f"{path.stat().st_size} bytes is more than a field file can hold")
+    tensors: dict[str, torch.Tensor] = {}
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = dict(f.metadata() or {})
+            for name in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                tensors[name] = f.get_tensor(name)
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        raise fail(f"not a readable safetensors file (truncated or corrupt?): {exc}") from None
+    if meta.get("format") != FORMAT:
+        raise fail(f"not a neural field (format {meta.get('format')!r}, expected {FORMAT!r})")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise fail(
+            f"format version {meta.get('format_version')!r} is not supported "
+            f"(this nrender reads version {FORMAT_VERSION}); train it again"
+        )
+    missing = [k for k in REQUIRED_METADATA if k not in meta]
+    if missing:
+        raise fail(f"header metadata lacks {', '.join(missing)}")
+    try:
+        config = NerfConfig.from_json(meta["architecture"])
+    except (ValueError, TypeError, KeyError, OverflowError) as exc:
+        raise fail(f"bad architecture in the header: {exc}") from None
+    expected = expected_shapes(config)
+    absent = sorted(set(expected) - set(tensors))
+    extra = sorted(set(tensors) - set(expected))
+    if absent:
+        raise fail(f"missing tensors {absent[:4]}")
+    if extra:
+        raise fail(f"unexpected tensors {extra[:4]}")
+    for name, (shape, dtype) in expected.items():
+        value = tensors[name]
+        if tuple(value.shape) != shape:
+            raise fail(f"{name} has shape {list(value.shape)}, expected {list(shape)}")
+        if value.dtype != dtype:
+            raise fail(f"{name} is {value.dtype}, expected {dtype}")
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            bad = int((~torch.isfinite(value)).sum())
+            raise fail(f"{name} holds {bad} NaN or infinite values")
+    aabb = tensors["aabb"]
+    if not (aabb[1] > aabb[0]).all():
+        raise fail(f"aabb {aabb.tolist()} is not a box (min < max on every axis)")
+    scene_from_field = tensors["scene_from_field"].double().numpy()
+    if (
+        np.any(scene_from_field[3] != [0.0, 0.0, 0.0, 1.0])
+        or abs(np.linalg.det(scene_from_field[:3, :3])) < 1e-12
+    ):
+        raise fail("scene_from_field is not an invertible affine transform")
+    model = NerfField(config, aabb)
+    model.grid.table.data.copy_(tensors["grid.table"])
+    for prefix, module in (("density", model.density), ("color", model.color)):
+        module.load_state_dict(
+            {k[len(prefix) + 1 :]: v for k, v in tensors.items() if k.startswith(prefix + ".")}
+        )
+    model.eval()
+    occupancy = OccupancyGrid.from_bits(
+        tensors["occupancy"].numpy(), config.occupancy_resolution, device
+    )
+    return NerfFile(model.to(device), occupancy, scene_from_field, meta)
+
+
+def training_stats(file: NerfFile) -> dict:
+    try:
+        return json.loads(file.metadata.get("training", "{}"))
+    except ValueError:
+        return {}
