@@ -33,6 +33,8 @@ class HashGridQueries:
             "levels": config.levels,
             "features": config.features,
             "log2_table": config.log2_table,
+            "table_offset": 0,
+            "level_offset": 0,
         }
 
     def _run(self, mode: int, rows: np.ndarray, width: int) -> np.ndarray:

@@ -129,26 +129,16 @@ class NerfVolumeBuffers:
             "tables": device.upload(joined(tables, np.float32, np.zeros(1, np.float32))),
             "resolutions": device.upload(joined(resolutions, np.uint32, np.zeros(1, np.uint32))),
             "occupancy": device.upload(joined(words, np.uint32, np.zeros(1, np.uint32))),
-            "layers": device.upload(kernel.filled_records("MlpLayer", packed.layers)),
-            "weights": device.upload(
-                np.concatenate(packed.weights) if packed.weights else np.zeros((1, 4), np.float32)
-            ),
         }
-        self.has_f16 = "weights_f16" in kernel.struct_fields("MlpNetwork")
-        if self.has_f16:
-            f16 = np.concatenate(packed.weights_f16) if packed.weights_f16 else np.zeros(2)
-            self.buffers["weights_f16"] = device.upload(f16.astype(np.float16))
+        self.net = packed.network(device, kernel)
 
     def bind(self) -> dict[str, Any]:
         b = self.buffers
-        net = {"layers": b["layers"], "weights": b["weights"]}
-        if self.has_f16:
-            net["weights_f16"] = b["weights_f16"]
         return {
             "volumes": b["volumes"],
             "tables": b["tables"],
             "resolutions": b["resolutions"],
             "occupancy": b["occupancy"],
-            "net": net,
+            "net": self.net,
             "count": self.count,
         }

@@ -28,7 +28,8 @@ import torch
 
 from ..errors import NrenderError
 from ..image_io import atomic_path
-from ..input_files import check_path_text, is_file
+from ..neural.mlp import Mlp
+from ..tensor_files import check_header, check_tensors, read_tensor_file
 from ..version import __version__
 from .nerf import NerfConfig, NerfField
 from .occupancy import OccupancyGrid
@@ -105,12 +106,18 @@ class NerfFile:
 
 
 def expected_shapes(config: NerfConfig) -> dict[str, tuple[tuple[int, ...], torch.dtype]]:
-    model = NerfField(config, torch.tensor([[0.0] * 3, [1.0] * 3]))
+    """Name -> (shape, dtype) of every tensor of a field with this architecture, computed
+    without allocating the hash table (a header may claim an absurd one)."""
+    grid = config.grid
     shapes: dict[str, tuple[tuple[int, ...], torch.dtype]] = {
-        "grid.table": (tuple(model.grid.table.shape), torch.float32)
+        "grid.table": ((grid.levels, grid.table_size, grid.features), torch.float32)
     }
-    for prefix, module in (("density", model.density), ("color", model.color)):
-        for name, value in module.state_dict().items():
+    networks = (
+        ("density", config.encoding_width, (config.density_width,), 1 + config.geometry_features),
+        ("color", config.color_inputs, (config.color_width,) * config.color_layers, 3),
+    )
+    for prefix, inputs, hidden, outputs in networks:
+        for name, value in Mlp(inputs, hidden, outputs).state_dict().items():
             shapes[f"{prefix}.{name}"] = (tuple(value.shape), torch.float32)
     shapes["aabb"] = ((2, 3), torch.float32)
     shapes["scene_from_field"] = ((4, 4), torch.float32)
@@ -119,55 +126,19 @@ def expected_shapes(config: NerfConfig) -> dict[str, tuple[tuple[int, ...], torc
 
 
 def _load(path: Path, device: torch.device) -> NerfFile:
-    from safetensors import SafetensorError, safe_open
-
     def fail(problem: str) -> NerfFieldError:
         return NerfFieldError(f"{path}: {problem}")
 
-    if problem := check_path_text(str(path)):
-        raise fail(problem)
-    if not is_file(path):
-        raise fail("no such file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise fail(f"{path.stat().st_size} bytes is more than a field file can hold")
-    tensors: dict[str, torch.Tensor] = {}
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            for name in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-                tensors[name] = f.get_tensor(name)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise fail(f"not a readable safetensors file (truncated or corrupt?): {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise fail(f"not a neural field (format {meta.get('format')!r}, expected {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise fail(
-            f"format version {meta.get('format_version')!r} is not supported "
-            f"(this nrender reads version {FORMAT_VERSION}); train it again"
-        )
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
-    if missing:
-        raise fail(f"header metadata lacks {', '.join(missing)}")
+    meta, tensors = read_tensor_file(path, fail, MAX_FILE_BYTES, "a field file")
+    check_header(
+        meta, FORMAT, FORMAT_VERSION, REQUIRED_METADATA, fail, "a neural field", "train it again"
+    )
     try:
         config = NerfConfig.from_json(meta["architecture"])
     except (ValueError, TypeError, KeyError, OverflowError) as exc:
         raise fail(f"bad architecture in the header: {exc}") from None
     expected = expected_shapes(config)
-    absent = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if absent:
-        raise fail(f"missing tensors {absent[:4]}")
-    if extra:
-        raise fail(f"unexpected tensors {extra[:4]}")
-    for name, (shape, dtype) in expected.items():
-        value = tensors[name]
-        if tuple(value.shape) != shape:
-            raise fail(f"{name} has shape {list(value.shape)}, expected {list(shape)}")
-        if value.dtype != dtype:
-            raise fail(f"{name} is {value.dtype}, expected {dtype}")
-        if value.is_floating_point() and not torch.isfinite(value).all():
-            bad = int((~torch.isfinite(value)).sum())
-            raise fail(f"{name} holds {bad} NaN or infinite values")
+    check_tensors(tensors, expected, fail)
     aabb = tensors["aabb"]
     if not (aabb[1] > aabb[0]).all():
         raise fail(f"aabb {aabb.tolist()} is not a box (min < max on every axis)")

@@ -31,7 +31,8 @@ import torch
 
 from ..errors import NeuralMaterialError, NrenderError
 from ..image_io import atomic_path
-from ..input_files import check_path_text, is_file, parse_json
+from ..input_files import parse_json
+from ..tensor_files import check_header, check_tensors, read_tensor_file
 from ..version import __version__
 from .architecture import ENERGY_ANGLES, ENERGY_GRID, Architecture
 from .decoder import NeuralBrdf
@@ -151,35 +152,13 @@ def expected_shapes(arch: Architecture) -> dict[str, tuple[tuple[int, ...], torc
 
 
 def _load(path: Path) -> NeuralMaterial:
-    from safetensors import SafetensorError, safe_open
-
     def fail(problem: str) -> NeuralMaterialError:
         return NeuralMaterialError(f"{path}: {problem}")
 
-    if problem := check_path_text(str(path)):
-        raise fail(problem)
-    if not is_file(path):
-        raise fail("no such file")
-    if path.stat().st_size > MAX_FILE_BYTES:
-        raise fail(f"{path.stat().st_size} bytes is more than a neural material can hold")
-    tensors: dict[str, torch.Tensor] = {}
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = dict(f.metadata() or {})
-            for name in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-                tensors[name] = f.get_tensor(name)
-    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
-        raise fail(f"not a readable safetensors file (truncated or corrupt?): {exc}") from None
-    if meta.get("format") != FORMAT:
-        raise fail(f"not a neural material (format {meta.get('format')!r}, expected {FORMAT!r})")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise fail(
-            f"format version {meta.get('format_version')!r} is not supported "
-            f"(this nrender reads version {FORMAT_VERSION}); bake it again"
-        )
-    missing = [k for k in REQUIRED_METADATA if k not in meta]
-    if missing:
-        raise fail(f"header metadata lacks {', '.join(missing)}")
+    meta, tensors = read_tensor_file(path, fail, MAX_FILE_BYTES, "a neural material")
+    check_header(
+        meta, FORMAT, FORMAT_VERSION, REQUIRED_METADATA, fail, "a neural material", "bake it again"
+    )
     try:
         arch = Architecture.from_json(meta["architecture"])
     except (ValueError, TypeError, OverflowError, NrenderError) as exc:  # keys, sizes
@@ -193,21 +172,7 @@ def _load(path: Path) -> NeuralMaterial:
     expected = expected_shapes(arch)
     if ENERGY_TENSOR in tensors:
         expected[ENERGY_TENSOR] = (ENERGY_SHAPE, torch.float32)
-    absent = sorted(set(expected) - set(tensors))
-    extra = sorted(set(tensors) - set(expected))
-    if absent:
-        raise fail(f"missing tensors {absent[:4]}")
-    if extra:
-        raise fail(f"unexpected tensors {extra[:4]}")
-    for name, (shape, dtype) in expected.items():
-        value = tensors[name]
-        if tuple(value.shape) != shape:
-            raise fail(f"{name} has shape {list(value.shape)}, expected {list(shape)}")
-        if value.dtype != dtype:
-            raise fail(f"{name} is {value.dtype}, expected {dtype}")
-        if not torch.isfinite(value).all():
-            bad = int((~torch.isfinite(value)).sum())
-            raise fail(f"{name} holds {bad} NaN or infinite values")
+    check_tensors(tensors, expected, fail)
     brdf, sampler = NeuralBrdf(arch), NeuralSampler(arch)
     for prefix, module in (("brdf", brdf), ("sampler", sampler)):
         module.load_state_dict(

@@ -106,6 +106,21 @@ class PackedMlps:
         self.fp32_size += padded.size // 4
         return offset
 
+    def network(self, device: RenderDevice, kernel: Kernel) -> dict[str, Any]:
+        """The uploaded `MlpNetwork` value (neural/mlp.slang): layers and fp32 weights, and
+        the fp16 weights where the program has the tensor-core path (CUDA only; other
+        programs have no such field)."""
+        net = {
+            "layers": device.upload(kernel.filled_records("MlpLayer", self.layers)),
+            "weights": device.upload(
+                np.concatenate(self.weights) if self.weights else np.zeros((1, 4), np.float32)
+            ),
+        }
+        if "weights_f16" in kernel.struct_fields("MlpNetwork"):
+            f16 = np.concatenate(self.weights_f16) if self.weights_f16 else np.zeros(2)
+            net["weights_f16"] = device.upload(f16.astype(np.float16))
+        return net
+
     def add_layer(self, weight: torch.Tensor, bias: torch.Tensor) -> int:
         """torch Linear weight [out, in] and bias [out] -> a layer record; its index."""
         w = weight.detach().cpu().float().numpy()
@@ -180,25 +195,14 @@ class NeuralTables:
             "latents": device.upload(
                 np.concatenate(latents) if latents else np.zeros((1, 4), np.uint32)
             ),
-            "layers": device.upload(kernel.filled_records("MlpLayer", packed.layers)),
-            "weights": device.upload(
-                np.concatenate(packed.weights) if packed.weights else np.zeros((1, 4), np.float32)
-            ),
         }
-        # The tensor-core path exists on CUDA only; other programs have no such field.
-        self.has_f16 = "weights_f16" in kernel.struct_fields("MlpNetwork")
-        if self.has_f16:
-            f16 = np.concatenate(packed.weights_f16) if packed.weights_f16 else np.zeros(2)
-            self.buffers["weights_f16"] = device.upload(f16.astype(np.float16))
+        self.net = packed.network(device, kernel)
         self.count = len(materials)
 
     def bind(self) -> dict[str, Any]:
         b = self.buffers
-        net = {"layers": b["layers"], "weights": b["weights"]}
-        if self.has_f16:
-            net["weights_f16"] = b["weights_f16"]
         return {
             "materials": b["materials"],
             "pyramid": {"levels": b["levels"], "latents": b["latents"]},
-            "net": net,
+            "net": self.net,
         }
