@@ -473,7 +473,8 @@ def cmd_nerf_train(args: argparse.Namespace) -> int:
     from .neural.baking import torch_device
 
     if not is_dir(Path(args.dataset)):
-        raise NrenderError(f"{args.dataset}: dataset folder not found")
+        problem = "is not a folder" if Path(args.dataset).exists() else "dataset folder not found"
+        raise NrenderError(f"{args.dataset}: {problem}")
     output = Path(args.output) if args.output else Path(Path(args.dataset).name + ".nfield")
     check_writable(output)
     preset = PRESETS[args.preset]

@@ -259,7 +259,7 @@ def write_exr(path: str | os.PathLike[str], layers: dict[str, np.ndarray]) -> No
 
 
 def write_ldr(path: str | os.PathLike[str], srgb8: np.ndarray) -> None:
-    """Write an 8-bit [H, W, 3] image (PNG/JPEG by suffix)."""
+    """Write an 8-bit [H, W, 3] image, or [H, W, 4] RGBA (PNG), by suffix."""
     import imageio.v3 as iio
 
     try:

@@ -17,6 +17,7 @@ from renderer.fields import cameras
 from renderer.fields import dataset as dataset_module
 from renderer.fields.dataset import (
     DEFAULT_AABB,
+    SCENE_FROM_Z_UP,
     NerfDataset,
     NerfDatasetError,
     composite,
@@ -347,7 +348,9 @@ def test_reads_the_public_layout(tmp_path: Path) -> None:
     assert data.has_alpha and data.camera_angle_x == doc["camera_angle_x"]
     assert data.focal == pytest.approx(cameras.focal_length(4, doc["camera_angle_x"]))
     np.testing.assert_array_equal(data.aabb, DEFAULT_AABB)
-    np.testing.assert_array_equal(data.scene_from_dataset, np.eye(4))
+    # public scenes are +Z up: by default their fields stand upright in +Y-up scenes
+    np.testing.assert_array_equal(data.scene_from_dataset, SCENE_FROM_Z_UP)
+    assert SCENE_FROM_Z_UP[:3, :3] @ np.array([0.0, 0.0, 1.0]) == pytest.approx([0, 1, 0])
     assert data.file_paths[0] == str(tmp_path / "train" / "r_0.png")
     white = composite(data.images, 1.0)
     a = data.images[..., 3:]

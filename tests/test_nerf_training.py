@@ -88,13 +88,18 @@ def test_marching_follows_beer_lambert():
 def test_early_stop_makes_dense_volumes_opaque():
     # Catches early termination leaking background: once T falls below 0.01 the ray is
     # opaque, exactly, as the path tracer treats it.
-    field = constant_field(50.0, (0.9, 0.1, 0.1))
+    field = constant_field(2.65, (0.9, 0.1, 0.1))  # T = exp(-5.3) = 0.005 across the box
     o, d = torch.tensor([[0.0, 0.0, 3.0]]), torch.tensor([[0.0, 0.0, -1.0]])
     _, t_free = render_rays(field, None, o, d, torch.ones(3))
     assert 0.0 < t_free.item() < TRANSMITTANCE_STOP
     color, t_stop = render_rays(field, None, o, d, torch.ones(3), early_stop=True)
     assert t_stop.item() == 0.0
-    assert color[0, 1].item() < 0.11  # no white background mixed in
+    # green: 0.1 (1 - T_k*) with k* the first sample whose T_k < 0.01; without early
+    # termination the white background adds T (0.1 (1 - 0.005) + 0.005 = 0.1045), and
+    # with the samples after k* still weighted it is 0.1 (1 - 0.005)
+    optical = 2.65 * field.step
+    k_stop = math.ceil(math.log(1.0 / TRANSMITTANCE_STOP) / optical)
+    assert color[0, 1].item() == pytest.approx(0.1 * (1 - math.exp(-optical * k_stop)), abs=2e-6)
 
 
 def test_empty_occupancy_cells_have_no_density():
@@ -297,6 +302,7 @@ def test_quick_training_reaches_the_psnr_bar(trained, dataset):
     assert path.with_name("lit.test_000.png").exists()
     loaded = NerfFile.load(path)
     assert json.loads(loaded.metadata["training"])["steps"] == TEST_PRESET.steps
+    assert Path(loaded.metadata["dataset"]).is_absolute()  # nerf render runs from anywhere
     assert np.allclose(loaded.scene_from_field, load_dataset(dataset, "train").scene_from_dataset)
 
 
@@ -328,8 +334,9 @@ def test_resume_after_a_stop_repeats_the_uninterrupted_run(dataset, tmp_path):
     assert torch.equal(straight.file.occupancy.density, resumed.file.occupancy.density)
 
 
-def test_cli_render_and_errors(trained, tmp_path, capsys):
+def test_cli_render_and_errors(trained, tmp_path, capsys, monkeypatch):
     path, _ = trained
+    monkeypatch.chdir(tmp_path)  # the field finds its dataset from another folder
     out = tmp_path / "views"
     assert main(["nerf", "render", str(path), "-o", str(out), "--quiet"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
@@ -394,3 +401,28 @@ def test_scene_camera_sees_the_field_where_the_objects_were(trained, cpu, tmp_pa
     mine, theirs = alpha > 0.5, coverage > 0.5
     iou = (mine & theirs).sum() / (mine | theirs).sum()
     assert iou > 0.8, iou
+
+
+def test_transparent_background_renders_rgba(cpu, tmp_path):
+    # Catches `transparent_background` reaching the kernel but not the files: the PNG
+    # must carry coverage as alpha (0 where camera rays escape, 255 on the objects) and
+    # the EXR an A layer.
+    import imageio.v3 as iio
+    import OpenEXR
+
+    from renderer.render.renderer import Renderer
+    from renderer.scene import load_scene
+
+    document = lit_scene()
+    document["camera"]["resolution"] = [24, 16]
+    document["integrator"] = {"spp": 4, "transparent_background": True}
+    scene_path = tmp_path / "scene.json"
+    scene_path.write_text(json.dumps(document))
+    result = Renderer(load_scene(scene_path), cpu).render()
+    result.write_outputs(tmp_path / "t")
+    rgba = iio.imread(tmp_path / "t.png")
+    assert rgba.shape == (16, 24, 4)
+    assert rgba[0, 0, 3] == 0 and rgba[8, 14, 3] == 255  # a corner; the clay sphere
+    np.testing.assert_array_equal(rgba[..., 3], np.round(result.coverage * 255))
+    with OpenEXR.File(str(tmp_path / "t.exr")) as exr:
+        assert "RGBA" in exr.channels()  # the reader groups R, G, B and A

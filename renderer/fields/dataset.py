@@ -15,8 +15,9 @@ them and `nrender nerf dataset` writes them.
   where an image has none.
 - nrender's extensions, top-level keys other loaders ignore: "aabb" [[min], [max]], the box
   the object lies in (default: the public scenes' [-1.5, 1.5]^3), and "scene_from_dataset"
-  (4x4, default identity), which maps the file's world to the world of the scene it was
-  rendered from.
+  (4x4), which maps the file's world to the world of the scene it was rendered from. Its
+  default, SCENE_FROM_Z_UP, turns +Z up into nrender's +Y up, so a field trained on a
+  public scene stands upright in an nrender scene.
 Every problem is one NerfDatasetError naming the file at fault.
 """
 
@@ -37,6 +38,10 @@ from ..input_files import check_path_text, is_dir, is_file, read_json, resolve_p
 SPLITS = ("train", "val", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 DEFAULT_AABB = ((-1.5, -1.5, -1.5), (1.5, 1.5, 1.5))  # the public NeRF-synthetic scenes' box
+# A +Z-up world (the public scenes') turned into nrender's +Y up: (x, y, z) -> (x, z, -y).
+SCENE_FROM_Z_UP = np.array(
+    [[1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, -1.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]]
+)
 # 256 Mpixel: 4 GiB as float32 RGBA. The public scenes' 100 training views at 800x800
 # are 64 Mpixel; more than this is a mistake, or needs a streaming loader.
 MAX_DATASET_PIXELS = 1 << 28
@@ -62,7 +67,7 @@ class NerfDataset:
     camera_angle_x: float  # horizontal field of view, radians
     has_alpha: bool  # whether any image had an alpha channel
     aabb: np.ndarray = field(default_factory=lambda: np.array(DEFAULT_AABB))  # [2, 3]
-    scene_from_dataset: np.ndarray = field(default_factory=lambda: np.eye(4))  # [4, 4]
+    scene_from_dataset: np.ndarray = field(default_factory=lambda: SCENE_FROM_Z_UP.copy())
     file_paths: list[str] = field(default_factory=list)  # the frames' image files
 
     @property
@@ -135,7 +140,7 @@ def load_dataset(root: str | os.PathLike[str], split: str = "train") -> NerfData
 def dataset_hash(root: str | os.PathLike[str]) -> str:
     """sha256 (hex) of a dataset: its transforms files (those present of train, val, test)
     and the bytes of every image they name, streamed in file order."""
-    root = Path(root)
+    root = Path(os.path.abspath(root))  # however the path is spelled
     digest = hashlib.sha256()
     found = False
     for split in SPLITS:
@@ -215,7 +220,7 @@ class _Frames:
             self.aabb = self.matrix(doc["aabb"], "aabb", 2, 3)
             if not (self.aabb[0] < self.aabb[1]).all():
                 self.fail(f"aabb: expected [min, max] with min < max, got {self.aabb.tolist()}")
-        self.scene_from_dataset = np.eye(4)
+        self.scene_from_dataset = SCENE_FROM_Z_UP.copy()
         if "scene_from_dataset" in doc:
             m = self.matrix(doc["scene_from_dataset"], "scene_from_dataset", 4, 4)
             self.check_affine(m, "scene_from_dataset")

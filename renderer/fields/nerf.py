@@ -118,12 +118,13 @@ class NerfField(nn.Module):
             raise ValueError(f"the field's box must be finite with min < max, got {aabb.tolist()}")
         self.config = config
         self.register_buffer("aabb", aabb.clone())
-        torch.manual_seed(seed)
-        self.grid = HashGrid(config.grid, seed=seed)
-        self.density = Mlp(
-            config.encoding_width, (config.density_width,), 1 + config.geometry_features
-        )
-        self.color = Mlp(config.color_inputs, (config.color_width,) * config.color_layers, 3)
+        with torch.random.fork_rng(devices=[]):  # seeded layers, the caller's RNG untouched
+            torch.manual_seed(seed)
+            self.grid = HashGrid(config.grid, seed=seed)
+            self.density = Mlp(
+                config.encoding_width, (config.density_width,), 1 + config.geometry_features
+            )
+            self.color = Mlp(config.color_inputs, (config.color_width,) * config.color_layers, 3)
 
     @property
     def step(self) -> float:

@@ -5,8 +5,9 @@
 Each step draws `batch_rays` random pixels of the training views (a uniform point inside
 each pixel, as a render box-filters it), marches them through the field with the
 occupancy grid (marching.py) and takes an Adam step on the squared error of the colour.
-Views with alpha are composited over a random colour per ray, so the field learns
-transparency instead of a background; evaluation uses white, as the NeRF protocol does.
+Targets are composited over a random colour per ray (views without alpha are opaque),
+so the field learns transparency instead of a background; evaluation uses white, as the
+NeRF protocol does.
 Every `occupancy_interval` steps the occupancy grid takes the field's density (occupancy.py),
 with the threshold at which a sample's opacity is 1%.
 
@@ -238,10 +239,9 @@ def train_field(
             pixels, view = pixels.to(dev), view.to(dev)
             origins, dirs = pixel_rays(c2w[view], focal, width, height, pixels)
             target = images[view, row.to(dev), col.to(dev)]
-            if train.has_alpha:
-                background = torch.rand((preset.batch_rays, 3), generator=generator).to(dev)
-            else:
-                background = torch.zeros((preset.batch_rays, 3), device=dev)
+            # a random colour per ray: views with alpha teach transparency, opaque ones
+            # (alpha 1) teach the field to be opaque where they show anything
+            background = torch.rand((preset.batch_rays, 3), generator=generator).to(dev)
             target_rgb = target[:, :3] * target[:, 3:] + background * (1.0 - target[:, 3:])
             jitter = torch.rand(preset.batch_rays, generator=generator).to(dev)
             color, _ = render_rays(
@@ -281,7 +281,7 @@ def train_field(
         occupancy,
         train.scene_from_dataset,
         {
-            "dataset": str(dataset_dir),
+            "dataset": str(dataset_dir.resolve()),  # nerf render may run elsewhere
             "dataset_hash": digest,
             "preset": json.dumps(preset.to_dict(), sort_keys=True),
             "training": json.dumps(stats),

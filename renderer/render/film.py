@@ -1,7 +1,9 @@
 """Render results: the accumulated image, its AOVs and per-pixel variance, and output.
 
 EXR files are linear and carry every AOV as a layer (R,G,B; albedo.*, normal.*,
-depth.Z, variance.*). PNG files are tonemapped: exposure, clamp, sRGB.
+depth.Z, variance.*). PNG files are tonemapped: exposure, clamp, sRGB. With a transparent
+background (the integrator's `transparent_background`) PNGs are RGBA with straight alpha
+= coverage, and EXRs add an A layer (their RGB stays premultiplied).
 """
 
 from __future__ import annotations
@@ -45,8 +47,20 @@ class RenderResult:
     def standard_error(self) -> np.ndarray:
         return np.sqrt(np.maximum(self.variance, 0.0))
 
+    @property
+    def transparent(self) -> bool:
+        """Rendered with a transparent background: images carry coverage as alpha."""
+        return bool(self.info.get("transparent_background")) and self.coverage is not None
+
     def to_srgb8(self, exposure: float = 0.0) -> np.ndarray:
-        return tonemap(self.radiance, exposure)
+        """8-bit sRGB [H, W, 3], or with a transparent background RGBA [H, W, 4] with
+        straight alpha: the colour is the radiance divided by the coverage."""
+        if not self.transparent:
+            return tonemap(self.radiance, exposure)
+        alpha = np.asarray(self.coverage, np.float32)[..., None]
+        straight = np.where(alpha > 0, self.radiance / np.maximum(alpha, 1e-6), 0.0)
+        a8 = np.round(np.clip(alpha, 0.0, 1.0) * 255.0).astype(np.uint8)
+        return np.concatenate([tonemap(straight, exposure), a8], axis=-1)
 
     def write(self, path: str | os.PathLike[str], *, exposure: float = 0.0) -> Path:
         """Write one file, its format chosen by suffix (.exr, or .png/.jpg...)."""
@@ -61,10 +75,15 @@ class RenderResult:
                     "normal": self.normal,
                     "depth.Z": self.depth,
                     "variance": self.variance,
+                    # premultiplied RGB with its alpha, as EXR compositing expects
+                    **({"A": self.coverage} if self.transparent else {}),
                 },
             )
         elif suffix in LDR_SUFFIXES:
-            write_ldr(path, self.to_srgb8(exposure))
+            pixels = self.to_srgb8(exposure)
+            if suffix in (".jpg", ".jpeg"):  # no alpha channel in JPEG
+                pixels = pixels[..., :3]
+            write_ldr(path, pixels)
         else:
             raise ImageError(f"{path}: unknown image type '{suffix}' (use .exr or .png)")
         return path

@@ -205,6 +205,7 @@ class RenderJob:
             "strategy": self.settings.strategy,
             "max_depth": self.settings.max_depth,
             "materials": self.settings.materials,
+            "transparent_background": self.settings.transparent_background,
         }
 
     def result(self) -> RenderResult:
