@@ -1,5 +1,5 @@
-"""Reading safetensors files that users hand nrender (`.nmat`, `.nfield`): the checks
-every such loader makes, each failure one error naming the file."""
+"""Safetensors files that users hand nrender (`.nmat`, `.nfield`): the checks every
+loader makes, each failure one error naming the file, and the one way they are written."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 
 from .errors import NrenderError
+from .image_io import atomic_path
 from .input_files import check_path_text, is_file
 
 Fail = Callable[[str], NrenderError]  # problem -> the loader's error naming the file
@@ -80,3 +81,30 @@ def check_tensors(
         if value.is_floating_point() and not torch.isfinite(value).all():
             bad = int((~torch.isfinite(value)).sum())
             raise fail(f"{name} holds {bad} NaN or infinite values")
+
+
+def write_tensor_file(
+    path: str | Path,
+    tensors: dict[str, torch.Tensor],
+    meta: dict[str, str],
+    required: tuple[str, ...],
+    fail: Fail,
+) -> None:
+    """Write `tensors` with header `meta` to `path` (temporary file + rename), refusing a
+    header that lacks a `required` key and non-finite floats."""
+    from safetensors.torch import save
+
+    missing = [k for k in required if k not in meta]
+    if missing:
+        raise fail(f"cannot save, metadata lacks {missing}")
+    for name, value in tensors.items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise fail(f"refusing to save non-finite values in {name}")
+    # written through Python so the file gets the usual permissions (safetensors' own
+    # writer creates it readable by its owner only)
+    data = save(tensors, metadata=meta)
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+    except OSError as exc:
+        raise fail(f"cannot write ({exc.strerror or exc})") from None

@@ -27,9 +27,8 @@ import numpy as np
 import torch
 
 from ..errors import NrenderError
-from ..image_io import atomic_path
 from ..neural.mlp import Mlp
-from ..tensor_files import check_header, check_tensors, read_tensor_file
+from ..tensor_files import check_header, check_tensors, read_tensor_file, write_tensor_file
 from ..version import __version__
 from .nerf import NerfConfig, NerfField
 from .occupancy import OccupancyGrid
@@ -77,8 +76,6 @@ class NerfFile:
         return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        from safetensors.torch import save
-
         meta = {
             **self.metadata,
             "format": FORMAT,
@@ -86,19 +83,13 @@ class NerfFile:
             "nrender_version": __version__,
             "architecture": self.config.to_json(),
         }
-        missing = [k for k in REQUIRED_METADATA if k not in meta]
-        if missing:
-            raise NerfFieldError(f"{path}: cannot save, metadata lacks {missing}")
-        tensors = self.tensors()
-        for name, value in tensors.items():
-            if value.is_floating_point() and not torch.isfinite(value).all():
-                raise NerfFieldError(f"{path}: refusing to save non-finite values in {name}")
-        data = save(tensors, metadata=meta)
-        try:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(data)
-        except OSError as exc:
-            raise NerfFieldError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        write_tensor_file(
+            path,
+            self.tensors(),
+            meta,
+            REQUIRED_METADATA,
+            lambda problem: NerfFieldError(f"{path}: {problem}"),
+        )
 
     @staticmethod
     def load(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> NerfFile:

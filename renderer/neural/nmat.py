@@ -30,9 +30,8 @@ import numpy as np
 import torch
 
 from ..errors import NeuralMaterialError, NrenderError
-from ..image_io import atomic_path
 from ..input_files import parse_json
-from ..tensor_files import check_header, check_tensors, read_tensor_file
+from ..tensor_files import check_header, check_tensors, read_tensor_file, write_tensor_file
 from ..version import __version__
 from .architecture import ENERGY_ANGLES, ENERGY_GRID, Architecture
 from .decoder import NeuralBrdf
@@ -111,8 +110,6 @@ class NeuralMaterial:
         return out
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        from safetensors.torch import save
-
         meta = {
             **self.metadata,
             "format": FORMAT,
@@ -121,20 +118,13 @@ class NeuralMaterial:
             "architecture": self.arch.to_json(),
             "pyramid": json.dumps([list(s) for s in self.arch.levels]),
         }
-        missing = [k for k in REQUIRED_METADATA if k not in meta]
-        if missing:
-            raise NeuralMaterialError(f"{path}: cannot save, metadata lacks {missing}")
-        for name, value in self.tensors().items():
-            if not torch.isfinite(value).all():
-                raise NeuralMaterialError(f"{path}: refusing to save non-finite values in {name}")
-        # written through Python so the file gets the usual permissions (safetensors'
-        # own writer creates it readable by its owner only)
-        data = save(self.tensors(), metadata=meta)
-        try:
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(data)
-        except OSError as exc:
-            raise NeuralMaterialError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        write_tensor_file(
+            path,
+            self.tensors(),
+            meta,
+            REQUIRED_METADATA,
+            lambda problem: NeuralMaterialError(f"{path}: {problem}"),
+        )
 
     @staticmethod
     def load(path: str | os.PathLike[str]) -> NeuralMaterial:
