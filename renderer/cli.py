@@ -678,6 +678,11 @@ def cmd_info(args: argparse.Namespace) -> int:
         print(json.dumps(info, indent=2))
     else:
         for key, value in info.items():
+            if key == "volume_fields":  # one line per volume
+                for i, volume in enumerate(value):
+                    line = ", ".join(f"{k}={v}" for k, v in volume.items())
+                    print(f"{f'volume {i}':>12}: {line}")
+                continue
             if isinstance(value, dict):
                 value = ", ".join(f"{k}={v}" for k, v in value.items())
             print(f"{key:>12}: {value}")

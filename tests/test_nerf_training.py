@@ -426,3 +426,37 @@ def test_transparent_background_renders_rgba(cpu, tmp_path):
     np.testing.assert_array_equal(rgba[..., 3], np.round(result.coverage * 255))
     with OpenEXR.File(str(tmp_path / "t.exr")) as exr:
         assert "RGBA" in exr.channels()  # the reader groups R, G, B and A
+
+
+def test_dataset_of_a_scene_with_volumes_says_they_are_left_out(trained, cpu, tmp_path):
+    # Catches volumes vanishing from a dataset without a word.
+    from renderer.errors import NrenderWarning
+
+    path, _ = trained
+    document = lit_scene()
+    document["volumes"] = [{"nerf": str(path), "transform": {"translate": [3, 0, 0]}}]
+    with pytest.warns(NrenderWarning, match="1 NeRF volume"):
+        summary = export_dataset(
+            document,
+            tmp_path / "d",
+            views_train=1,
+            views_val=1,
+            views_test=1,
+            resolution=8,
+            spp=1,
+            device=cpu,
+        )
+    assert summary.completed
+
+
+def test_info_lists_volumes(trained, tmp_path, capsys):
+    path, _ = trained
+    document = lit_scene()
+    document["volumes"] = [{"nerf": str(path)}]
+    scene_path = tmp_path / "scene.json"
+    scene_path.write_text(json.dumps(document))
+    assert main(["info", str(scene_path), "--device", "cpu", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["volumes"] == 1 and info["volume_fields"][0]["nerf"] == str(path)
+    assert main(["info", str(scene_path), "--device", "cpu"]) == 0
+    assert "volume 0: nerf=" in capsys.readouterr().out

@@ -145,6 +145,11 @@ def export_dataset(
 
     renderer = Renderer(subset, device)
     notes = []
+    if getattr(source, "volumes", None):
+        # a dataset holds meshes only: its boxes would come from them alone, and a field
+        # trained on a field's renders is a copy of a copy
+        notes.append(f"the scene's {len(source.volumes)} NeRF volume(s) are left out of the views")
+        warnings.warn(NrenderWarning(notes[-1]), stacklevel=2)
     if not renderer.buffers.has_light:
         notes.append(
             f"objects {_names(source, chosen)} have no light (no emitter among them, black "
@@ -368,8 +373,8 @@ def dataset_box(dataset_from_scene: np.ndarray, lo: np.ndarray, hi: np.ndarray) 
 
 
 def subset_scene(scene: Any, chosen: list[int]) -> Any:
-    """A copy of `scene` with only the chosen instances, rendered with a transparent
-    background (the scene itself is not changed)."""
+    """A copy of `scene` with only the chosen instances (no volumes), rendered with a
+    transparent background (the scene itself is not changed)."""
     from ..scene.types import Scene
 
     instances = [scene.instances[i] for i in chosen]
