@@ -306,7 +306,7 @@ def test_the_command_line(cpu, tmp_path: Path, capsys, monkeypatch) -> None:
     args = parser.parse_args(
         [
             *(str(scene), "-o", str(tmp_path / "ds"), "--views", "1,1,1", "--resolution", "8x6"),
-            *("--spp", "1", "--objects", "blue", "--device", "cpu", "--no-progress"),
+            *("--spp", "1", "--objects", "blue", "--device", "cpu", "--quiet"),
         ]
     )
     assert args.views == (1, 1, 1) and args.resolution == (8, 6) and args.objects == ["blue"]

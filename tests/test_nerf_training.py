@@ -9,6 +9,7 @@ import math
 from dataclasses import replace
 from pathlib import Path
 
+import nerf_fixtures
 import numpy as np
 import pytest
 import torch
@@ -38,19 +39,8 @@ SMALL = NerfConfig(
 BOX = torch.tensor([[-1.0, -1.0, -1.0], [1.0, 1.0, 1.0]])
 
 
-def constant_field(
-    sigma: float, rgb: tuple[float, float, float], config: NerfConfig = SMALL
-) -> NerfField:
-    """A field with density `sigma` and colour `rgb` everywhere (zero weights, set biases)."""
-    field = NerfField(config, BOX)
-    with torch.no_grad():
-        for mlp in (field.density, field.color):
-            for layer in mlp.layers:
-                layer.weight.zero_()
-                layer.bias.zero_()
-        field.density.layers[-1].bias[0] = math.log(sigma)
-        field.color.layers[-1].bias.copy_(torch.logit(torch.tensor(rgb)))
-    return field
+def constant_field(sigma: float, rgb: tuple[float, float, float]) -> NerfField:
+    return nerf_fixtures.constant_field(SMALL, sigma, rgb).field
 
 
 def test_ssim_of_constant_images_is_the_luminance_term():

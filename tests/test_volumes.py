@@ -9,16 +9,16 @@ import math
 import pickle
 from pathlib import Path
 
+import nerf_fixtures
 import numpy as np
 import pytest
-import torch
+from nerf_fixtures import METADATA
 from test_nerf_field import random_field
 
 from renderer.errors import SceneError
 from renderer.fields import HashGridConfig
-from renderer.fields.nerf import DENSITY_RAW_MAX, NerfConfig, NerfField
+from renderer.fields.nerf import DENSITY_RAW_MAX, NerfConfig
 from renderer.fields.nfield import NerfFile
-from renderer.fields.occupancy import OccupancyGrid
 from renderer.image_io import srgb_to_linear
 from renderer.render.renderer import Renderer
 from renderer.render.workers import ParallelRenderJob
@@ -34,23 +34,11 @@ TINY = NerfConfig(
     occupancy_resolution=4,
     march_steps=256,
 )
-METADATA = {"dataset": "synthetic", "dataset_hash": "0", "preset": "{}", "training": "{}"}
 OPAQUE = math.exp(DENSITY_RAW_MAX)  # the largest density a field has: alpha = 1 at once
 
 
 def constant_field(sigma: float, srgb: list[float], occupied: bool = True) -> NerfFile:
-    """A field over [-1, 1]^3 with density `sigma` (0: exactly zero) and sRGB colour
-    `srgb` everywhere: zero weights, the last biases set."""
-    field = NerfField(TINY, torch.tensor([[-1.0] * 3, [1.0] * 3]))
-    with torch.no_grad():
-        for p in [*field.grid.parameters(), *field.density.parameters(), *field.color.parameters()]:
-            p.zero_()
-        field.density.layers[-1].bias[0] = math.log(sigma) if sigma > 0 else -200.0
-        c = torch.tensor(srgb, dtype=torch.float64).clamp(1e-12, 1 - 1e-7)
-        field.color.layers[-1].bias.copy_(torch.log(c / (1 - c)).float())
-    occupancy = OccupancyGrid(TINY.occupancy_resolution)
-    occupancy.occupied[:] = occupied
-    return NerfFile(field, occupancy, np.eye(4), dict(METADATA))
+    return nerf_fixtures.constant_field(TINY, sigma, srgb, occupied)
 
 
 def save(nerf: NerfFile, path: Path) -> str:

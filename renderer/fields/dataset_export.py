@@ -625,7 +625,7 @@ def add_dataset_arguments(parser: argparse.ArgumentParser) -> None:
         default=0,
         help="camera placement and noise seed (default: 0)",
     )
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def cmd_nerf_dataset(args: argparse.Namespace) -> int:
@@ -643,7 +643,7 @@ def cmd_nerf_dataset(args: argparse.Namespace) -> int:
             seed=args.seed,
             hemisphere=args.hemisphere,
             device=args.device,
-            progress=not args.no_progress,
+            progress=not args.quiet,
         )
     except KeyboardInterrupt:
         print(f"nrender: nothing written; {args.output} is unchanged", file=sys.stderr)

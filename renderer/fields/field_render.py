@@ -20,9 +20,10 @@ import numpy as np
 import torch
 
 from ..errors import NrenderError
-from ..image_io import atomic_path
+from ..image_io import atomic_path, write_ldr
 from ..neural.metrics import psnr, ssim
 from ..neural.progress import progress_bar
+from .dataset import composite
 from .marching import render_image
 from .nfield import NerfFile
 
@@ -73,7 +74,6 @@ def render_views(
 ) -> dict:
     """Write `out_dir`/NAME.png per view (RGBA for a transparent background) and, where
     views have ground truth, `metrics.json`; returns the metrics."""
-    import imageio.v3 as iio
 
     if background not in BACKGROUNDS:
         raise NrenderError(f"unknown background {background!r} ({', '.join(BACKGROUNDS)})")
@@ -106,14 +106,10 @@ def render_views(
         else:
             pixels = color
         path = out / f"{view.name}.png"
-        try:
-            with atomic_path(path) as tmp:
-                iio.imwrite(tmp, np.round(pixels * 255.0).astype(np.uint8))
-        except OSError as exc:
-            raise NrenderError(f"{path}: cannot write ({exc.strerror or exc})") from None
+        write_ldr(path, np.round(pixels * 255.0).astype(np.uint8))  # one-line ImageError
         if view.truth is not None:
             over = np.asarray(rgb if rgb is not None else (1.0, 1.0, 1.0), np.float32)
-            truth = view.truth[..., :3] * view.truth[..., 3:] + over * (1 - view.truth[..., 3:])
+            truth = composite(view.truth, over)
             mine = color if rgb is not None else color + (1 - alpha[..., None]) * over
             per_view.append(
                 {"view": view.name, "psnr_db": psnr(mine, truth), "ssim": ssim(mine, truth)}

@@ -44,9 +44,6 @@ class OccupancyGrid:
         self.density = torch.zeros(cells, device=device)
         self.occupied = torch.ones(cells, dtype=torch.bool, device=device)
         self.updates = 0
-        g = torch.arange(resolution, device=device)
-        k, j, i = torch.meshgrid(g, g, g, indexing="ij")
-        self.cells = torch.stack([i, j, k], dim=-1).reshape(-1, 3)  # index order (i fastest)
         self.hull = torch.ones(cells, dtype=torch.bool, device=device)  # carve() clears cells
 
     @torch.no_grad()
@@ -92,6 +89,17 @@ class OccupancyGrid:
         self.occupied &= self.hull
         return float(keep.mean())
 
+    def cell_coords(self, index: torch.Tensor) -> torch.Tensor:
+        """[N, 3] integer (i, j, k) of cell indices [N] (computed, not stored: a 128^3 grid's
+        coordinates would be 50 MB on every field a scene loads)."""
+        g = self.resolution
+        return torch.stack([index % g, (index // g) % g, index // (g * g)], dim=-1)
+
+    @property
+    def cells(self) -> torch.Tensor:
+        """[G^3, 3] the coordinates of every cell, in index order."""
+        return self.cell_coords(torch.arange(self.resolution**3, device=self.density.device))
+
     @staticmethod
     def from_bits(
         packed: np.ndarray, resolution: int, device: torch.device | str = "cpu"
@@ -133,7 +141,7 @@ class OccupancyGrid:
         for start in range(0, len(chosen), chunk):
             idx = chosen[start : start + chunk]
             jitter = torch.rand((len(idx), 3), generator=generator, device="cpu").to(device)
-            unit = (self.cells[idx].float() + jitter) / self.resolution
+            unit = (self.cell_coords(idx).float() + jitter) / self.resolution
             world = field.aabb[0] + unit * (field.aabb[1] - field.aabb[0])
             fresh[start : start + chunk] = field.density_at(world)
         self.density *= decay

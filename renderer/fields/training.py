@@ -24,7 +24,6 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from ..errors import NrenderError
 from ..image_io import atomic_path, write_ldr
 from ..neural.baking import torch_device
 from ..neural.checkpoint import CheckpointStore
+from ..neural.interruption import StopRequest
 from ..neural.metrics import psnr, ssim
 from ..neural.progress import progress_bar
 from .cameras import pixel_rays
@@ -46,7 +46,6 @@ from .nerf import NerfConfig, NerfField, parameter_count
 from .nfield import NerfFile
 from .occupancy import OccupancyGrid
 
-StopRequest = Callable[[], bool]
 REPORT_IMAGES = 3  # test views written beside their ground truth
 WHITE = (1.0, 1.0, 1.0)
 PRUNE_TRANSMITTANCE = 1e-3  # samples behind this much transmittance are left out of a step
