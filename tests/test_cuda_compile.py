@@ -22,10 +22,21 @@ KERNELS = [
     ("neural/neural_query.slang", "neural_query"),
     ("fields/hash_grid_query.slang", "hash_grid_query"),
     ("fields/nerf_query.slang", "nerf_query"),
+    ("integrators/wavefront.slang", "wave_intersect"),
+    ("integrators/wavefront.slang", "wave_shade"),
 ]
-# Kernels that evaluate neural decoders: their PTX must hold tensor-core matrix products
-# (the coherent-warp path of shaders/neural/coop_mlp.slang), so that path cannot rot.
-TENSOR_CORE_KERNELS = {"render_pass", "material_query", "neural_query"}
+# Kernels that evaluate neural decoders or march NeRF volumes: their PTX must hold
+# tensor-core matrix products (the coherent-warp path of shaders/neural/coop_mlp.slang and
+# the lockstep march of shaders/fields/nerf.slang), so that path cannot rot.
+# wave_intersect marches volumes only, nerf_query fields only: each one's mma is theirs.
+TENSOR_CORE_KERNELS = {
+    "render_pass",
+    "material_query",
+    "neural_query",
+    "nerf_query",
+    "wave_intersect",
+    "wave_shade",
+}
 
 
 def _slangc() -> Path:
@@ -45,12 +56,17 @@ def test_kernel_compiles_to_ptx(tmp_path: Path, module: str, entry: str) -> None
         assert "mma.sync" in ptx and ".f32.f16.f16.f32" in ptx, f"{entry}: no tensor-core mma"
 
 
-def test_per_lane_only_build_has_no_tensor_core_path(tmp_path: Path) -> None:
-    # NRENDER_NEURAL_PER_LANE_ONLY (Renderer(neural_mlp="per-lane")) must remove the path,
-    # or the per-lane/tensor-core comparison of `nrender bench materials` measures nothing.
-    ptx = _compile_to_ptx(
-        tmp_path, "neural/neural_query.slang", "neural_query", ["-DNRENDER_NEURAL_PER_LANE_ONLY=1"]
-    ).read_text()
+PER_LANE_KERNELS = [k for k in KERNELS if k[1] in ("neural_query", "nerf_query", "wave_intersect")]
+
+
+@pytest.mark.parametrize("module, entry", PER_LANE_KERNELS, ids=[k[1] for k in PER_LANE_KERNELS])
+def test_per_lane_only_build_has_no_tensor_core_path(
+    tmp_path: Path, module: str, entry: str
+) -> None:
+    # NRENDER_NEURAL_PER_LANE_ONLY (neural_mlp="per-lane") must remove the path from
+    # materials and volumes alike, or the per-lane/tensor-core comparisons (`nrender
+    # bench`, the `gpu` parity tests) compare the tensor cores with themselves.
+    ptx = _compile_to_ptx(tmp_path, module, entry, ["-DNRENDER_NEURAL_PER_LANE_ONLY=1"]).read_text()
     assert "mma.sync" not in ptx
 
 

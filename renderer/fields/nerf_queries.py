@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..device import RenderDevice, open_device
+from ..device_choices import NEURAL_MLP_CHOICES, neural_mlp_defines
 from .nerf_buffers import NerfVolumeBuffers, PlacedField
 
 KERNEL = ("fields/nerf_query.slang", "nerf_query")
@@ -18,9 +19,20 @@ MODE_FIELD, MODE_MARCH, MODE_TRANSMITTANCE, MODE_WORLD = 0, 1, 2, 3
 
 
 class NerfQueries:
-    def __init__(self, volumes: list[PlacedField], device: RenderDevice | str = "auto") -> None:
+    def __init__(
+        self,
+        volumes: list[PlacedField],
+        device: RenderDevice | str = "auto",
+        *,
+        neural_mlp: str = "auto",
+    ) -> None:
+        """`neural_mlp`: "auto" lets whole CUDA warps (64-thread groups, 32 consecutive
+        queries each) evaluate the field's networks on tensor cores; "per-lane" keeps
+        every query on the fp32 per-lane networks, as the Renderer option of that name."""
+        if neural_mlp not in NEURAL_MLP_CHOICES:
+            raise ValueError(f"neural_mlp must be one of {NEURAL_MLP_CHOICES}, got {neural_mlp!r}")
         self.device = open_device(device) if isinstance(device, str) else device
-        self.kernel = self.device.kernel(*KERNEL)
+        self.kernel = self.device.kernel(*KERNEL, neural_mlp_defines(neural_mlp))
         self.buffers = NerfVolumeBuffers(self.device, self.kernel, volumes)
 
     def _run(self, mode: int, first: np.ndarray, second: np.ndarray, volume: int) -> np.ndarray:

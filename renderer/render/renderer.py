@@ -20,6 +20,7 @@ import numpy as np
 import slangpy as spy
 
 from ..device import RenderDevice, open_device
+from ..device_choices import NEURAL_MLP_CHOICES, neural_mlp_defines
 from ..layout import INVALID_INDEX
 from ..scene.types import MATERIAL_MODES, SCHEDULES, STRATEGIES, Camera, Integrator, Scene
 from .film import RenderResult
@@ -31,7 +32,6 @@ _MAX_WAVE_PATHS = 1 << 20
 # Pixel samples per dispatch: passes short enough for a live progress bar and Ctrl-C.
 _SAMPLES_PER_PASS = {"cpu": 1 << 16, "cuda": 1 << 23, "vulkan": 1 << 23}
 _MAX_SPP_PER_PASS = 64
-NEURAL_MLP_CHOICES = ("auto", "per-lane")
 
 
 def _float3(v: Any) -> spy.float3:
@@ -360,14 +360,15 @@ class Renderer:
     def __init__(
         self, scene: Scene, device: str | RenderDevice = "auto", *, neural_mlp: str = "auto"
     ) -> None:
-        """`neural_mlp`: "auto" lets coherent CUDA warps evaluate neural materials on
-        tensor cores; "per-lane" keeps every lane on the portable path (for comparisons)."""
+        """`neural_mlp`: "auto" lets coherent CUDA warps evaluate neural materials and
+        NeRF volumes on tensor cores; "per-lane" keeps every lane on the portable path
+        (for comparisons)."""
         if neural_mlp not in NEURAL_MLP_CHOICES:
             raise ValueError(f"neural_mlp must be one of {NEURAL_MLP_CHOICES}, got {neural_mlp!r}")
         self.device = open_device(device) if isinstance(device, str) else device
         self.scene = scene
         self.neural_mlp = neural_mlp
-        self.defines = {"NRENDER_NEURAL_PER_LANE_ONLY": "1"} if neural_mlp == "per-lane" else None
+        self.defines = neural_mlp_defines(neural_mlp)
         self.kernel = self.device.kernel(*KERNEL, self.defines)
         self.buffers = SceneBuffers(self.device, self.kernel, scene)
 
