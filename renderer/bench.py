@@ -1,5 +1,5 @@
-"""`nrender bench`: render throughput, BVH build time and material evaluation cost,
-measured in one run.
+"""`nrender bench`: render throughput, BVH build time, material evaluation cost and, for a
+scene with NeRF volumes, what the volumes cost, measured in one run.
 
 Numbers are reported, never asserted: timed tests are flaky, benchmarks are not tests.
 """
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,52 @@ def bench_render(
         "ms_per_spp": round(1000 * result.seconds / spp, 3),
         "triangles": renderer.buffers.stats.triangles,
     }
+
+
+def _best_frame(renderer: Renderer, spp: int, schedule: str, repeats: int = 3) -> float:
+    """Seconds of the fastest of `repeats` frames, after one that compiles and warms up."""
+    renderer.render(spp=1, schedule=schedule)
+    return min(renderer.render(spp=spp, schedule=schedule).seconds for _ in range(repeats))
+
+
+def bench_volumes(
+    scene_path: Path, device: str, resolution: tuple[int, int], spp: int
+) -> dict[str, Any] | None:
+    """A scene with NeRF volumes: its frame time with and without them, per schedule; on
+    CUDA also one 1920x1080 1-spp frame with the volumes' networks per lane and on tensor
+    cores. None for a scene without volumes."""
+    scene = load_scene(scene_path)
+    if not scene.volumes:
+        return None
+    scene.camera.resolution = resolution
+    bare = replace(scene, volumes=[])
+    with_volumes = Renderer(scene, device=device)
+    without = Renderer(bare, device=with_volumes.device)
+    seconds: dict[str, dict[str, float]] = {}
+    for schedule in ("megakernel", "wavefront"):
+        seconds[schedule] = {
+            "with_volumes": round(_best_frame(with_volumes, spp, schedule), 4),
+            "without_volumes": round(_best_frame(without, spp, schedule), 4),
+        }
+    report: dict[str, Any] = {
+        "volumes": len(scene.volumes),
+        "resolution": list(resolution),
+        "spp": spp,
+        "seconds_per_frame": seconds,
+        "cost_ratio": {
+            k: round(v["with_volumes"] / v["without_volumes"], 2) for k, v in seconds.items()
+        },
+    }
+    if with_volumes.device.kind == "cuda":
+        hd = replace(scene, camera=replace(scene.camera, resolution=(1920, 1080)))
+        ms: dict[str, float] = {}
+        for mlp in ("per-lane", "auto"):
+            renderer = Renderer(hd, device=with_volumes.device, neural_mlp=mlp)
+            for schedule in ("megakernel", "wavefront"):
+                key = f"{'tensor_core' if mlp == 'auto' else 'per_lane'}_{schedule}"
+                ms[key] = round(1000 * _best_frame(renderer, 1, schedule, repeats=5), 3)
+        report["tensor_core"] = {"resolution": [1920, 1080], "ms_per_frame_1spp": ms}
+    return report
 
 
 def _cosine_directions(rng: np.random.Generator, count: int) -> np.ndarray:
@@ -131,4 +178,7 @@ def run_benchmarks(
         report["bvh_build"] = bench_bvh(bvh_triangles)
     if material_queries > 0:
         report["material_evaluation"] = bench_materials(device, material_queries)
+    volumes = bench_volumes(scene_path, device, resolution, spp)
+    if volumes is not None:
+        report["volumes"] = volumes
     return report

@@ -926,8 +926,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "bench",
-        help="measure render throughput, BVH build time and material evaluation cost; "
-        "`nrender bench materials` measures what neural shading saves",
+        help="measure render throughput, BVH build time, material evaluation cost and a "
+        "scene's NeRF volumes' cost; `nrender bench materials` measures what neural shading "
+        "saves",
     )
     _add_scene_options(p)
     p.add_argument(

@@ -4,6 +4,8 @@ the world placement the path tracer uses."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -14,7 +16,7 @@ from renderer.fields.nerf import NerfConfig, NerfField
 from renderer.fields.nerf_buffers import NerfVolumeBuffers, PlacedField
 from renderer.fields.nerf_queries import NerfQueries
 from renderer.fields.nfield import NerfFile
-from renderer.fields.occupancy import OccupancyGrid
+from renderer.fields.occupancy import COARSE_FACTOR, OccupancyGrid, coarse_occupancy
 from renderer.image_io import srgb_to_linear
 
 # Small but complete: dense and hashed levels, every SH band, geometry features.
@@ -257,3 +259,41 @@ def test_a_field_placed_twice_is_packed_once(cpu, field_a: NerfFile) -> None:
     for name in ("tables", "occupancy"):
         assert twice.buffers[name].size == once.buffers[name].size, name
     assert twice.net["weights"].size == once.net["weights"].size
+
+
+def test_coarse_blocks_hold_any_of_their_cells() -> None:
+    # Catches: blocks indexed in another order than the cells (i fastest), and the cells
+    # of a partial block at the grid's edge (12 = 8 + 4) left out of it.
+    g, factor = 12, 8
+    occupied = torch.zeros(g**3, dtype=torch.bool)
+    for i, j, k in [(0, 0, 0), (11, 0, 0), (3, 10, 0), (9, 9, 11)]:
+        occupied[i + g * (j + g * k)] = True
+    blocks = coarse_occupancy(occupied, g, factor)
+    expected = np.zeros(8, bool)
+    for i, j, k in [(0, 0, 0), (1, 0, 0), (0, 1, 0), (1, 1, 1)]:
+        expected[i + 2 * (j + 2 * k)] = True
+    np.testing.assert_array_equal(blocks, expected)
+
+
+def test_empty_blocks_are_skipped_exactly(cpu) -> None:
+    # Catches: a block's bit read from another block (an occupied cell skipped as if its
+    # block were empty), a block's box placed in cell units instead of block units (the
+    # jump overshoots into the next block), and a jump past the first lattice sample of
+    # an occupied block. A 32^3 grid in 4^3 blocks of 8^3: a third of the blocks hold
+    # occupied cells (a third of theirs), the rest are empty.
+    config = replace(CONFIG, occupancy_resolution=32, march_steps=160)
+    nerf = random_field(seed=7, density_offset=1.0, config=config)
+    g = torch.Generator().manual_seed(7)
+    cells = torch.rand(32, 32, 32, generator=g) < 0.3  # [k, j, i]
+    block_used = torch.rand(4, 4, 4, generator=g) < 0.35
+    used = block_used.repeat_interleave(8, 0).repeat_interleave(8, 1).repeat_interleave(8, 2)
+    nerf.occupancy.occupied = (cells & used).reshape(-1)
+    blocks = coarse_occupancy(nerf.occupancy.occupied, 32, COARSE_FACTOR)
+    assert 0.2 < blocks.mean() < 0.5
+    q = NerfQueries([PlacedField(nerf, np.eye(4))], cpu)
+    origins, dirs, jitter, t_far = march_rays(2000, seed=8)
+    color, transmittance = q.march(origins, dirs, jitter, t_far)
+    ref_color, ref_t = torch_march(nerf, origins, dirs, jitter, t_far)
+    np.testing.assert_allclose(color, ref_color, atol=1e-5)
+    np.testing.assert_allclose(transmittance, ref_t, atol=1e-5)
+    assert (ref_t < 0.9).mean() > 0.2 and (ref_t[:500] == 1).mean() > 0.05

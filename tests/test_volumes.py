@@ -393,3 +393,25 @@ def test_bad_volumes_are_one_clear_error(tmp_path: Path, entry, message: str) ->
         load_scene(path)
     text = str(info.value)
     assert "\n" not in text and text.startswith(str(path))
+
+
+def test_bench_reports_what_the_volumes_cost(cloud: Path) -> None:
+    # Every part of the volume benchmark runs and reports (numbers are not asserted), and
+    # a scene without volumes gets no such section.
+    from renderer.bench import run_benchmarks
+
+    report = run_benchmarks(
+        scene_path=cloud, device="cpu", resolution=(16, 12), spp=1, bvh_triangles=0
+    )
+    volumes = report["volumes"]
+    assert volumes["volumes"] == 1 and volumes["resolution"] == [16, 12]
+    for schedule in ("megakernel", "wavefront"):
+        frame = volumes["seconds_per_frame"][schedule]
+        assert frame["with_volumes"] > 0 and frame["without_volumes"] > 0
+        assert volumes["cost_ratio"][schedule] > 0
+    assert "tensor_core" not in volumes  # CUDA only
+    bare = write(cloud.parent, stage(spp=1), "bare.json")
+    plain = run_benchmarks(
+        scene_path=bare, device="cpu", resolution=(16, 12), spp=1, bvh_triangles=0
+    )
+    assert "volumes" not in plain

@@ -21,6 +21,7 @@ from ..device import Kernel, RenderDevice
 from ..neural.runtime import PackedMlps, pack_mlp_layers
 from .nerf import diag_steps, parameter_count
 from .nfield import NerfFile
+from .occupancy import COARSE_FACTOR, coarse_occupancy
 
 
 @dataclass
@@ -78,6 +79,9 @@ class NerfVolumeBuffers:
                 config = nerf.config
                 table = nerf.field.grid.table.detach().cpu().float().numpy().reshape(-1)
                 bits = np.ascontiguousarray(nerf.occupancy.bits())
+                coarse = coarse_occupancy(
+                    nerf.occupancy.occupied, config.occupancy_resolution, COARSE_FACTOR
+                )
                 level_res = config.grid.resolutions()
                 density_first, density_count = pack_mlp_layers(packed, nerf.field.density)
                 color_first, color_count = pack_mlp_layers(packed, nerf.field.color)
@@ -94,6 +98,9 @@ class NerfVolumeBuffers:
                     "log2_table": config.grid.log2_table,
                     "occupancy_offset": word_count,
                     "occupancy_resolution": config.occupancy_resolution,
+                    "coarse_offset": word_count + bits.size // 4,
+                    "coarse_resolution": -(-config.occupancy_resolution // COARSE_FACTOR),
+                    "coarse_factor": COARSE_FACTOR,
                     "density_first": density_first,
                     "density_count": density_count,
                     "color_first": color_first,
@@ -103,8 +110,11 @@ class NerfVolumeBuffers:
                 }
                 tables.append(table)
                 resolutions.append(level_res)
-                # G^3 bits with G a multiple of 4: a whole number of little-endian words
-                words.append(bits.view("<u4").astype(np.uint32))
+                # G^3 bits with G a multiple of 4: a whole number of little-endian words;
+                # the coarse blocks' bits follow, padded to a whole word
+                coarse_bits = np.packbits(coarse, bitorder="little")
+                coarse_bits = np.pad(coarse_bits, (0, -coarse_bits.size % 4))
+                words.append(np.concatenate([bits, coarse_bits]).view("<u4").astype(np.uint32))
                 table_size += table.size
                 level_count += level_res.size
                 word_count += words[-1].size

@@ -22,6 +22,11 @@ import torch
 
 from .nerf import NerfField
 
+# Fine cells per coarse block along each axis: the path tracer steps over a block whose
+# cells are all empty at once (shaders/fields/nerf.slang; renderer/fields/nerf_buffers.py
+# derives the blocks' bits at load, .nfield files hold only the fine grid).
+COARSE_FACTOR = 8
+
 
 def cell_index(unit: torch.Tensor, resolution: int) -> torch.Tensor:
     """[B] cell indices of unit-box points [B, 3] (clamped into the grid)."""
@@ -31,6 +36,16 @@ def cell_index(unit: torch.Tensor, resolution: int) -> torch.Tensor:
 
 def pack_bits(occupied: torch.Tensor) -> np.ndarray:
     return np.packbits(occupied.cpu().numpy().astype(bool), bitorder="little")
+
+
+def coarse_occupancy(occupied: torch.Tensor, resolution: int, factor: int) -> np.ndarray:
+    """[C^3] bool, C = ceil(resolution / factor): whether any fine cell of each block of
+    factor^3 cells is occupied (blocks past the grid's edge hold fewer cells). Block
+    (bi, bj, bk) is index bi + C (bj + C bk), the fine grid's order."""
+    g, c = resolution, -(-resolution // factor)
+    padded = np.zeros((c * factor,) * 3, bool)
+    padded[:g, :g, :g] = occupied.reshape(g, g, g).cpu().numpy()  # [k, j, i]
+    return padded.reshape(c, factor, c, factor, c, factor).any(axis=(1, 3, 5)).reshape(-1)
 
 
 def unpack_bits(packed: np.ndarray, cells: int) -> torch.Tensor:
