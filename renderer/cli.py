@@ -511,13 +511,21 @@ def cmd_nerf_train(args: argparse.Namespace) -> int:
         f"{training['steps']} steps in {training['seconds']:.0f} s"
     )
     evaluation = result.report.get("evaluation")
-    if evaluation:
+    if evaluation and "psnr_db" in evaluation:
         line += (
             f"; {evaluation['split']} views: PSNR {evaluation['psnr_db']:.2f} dB, "
             f"SSIM {evaluation['ssim']:.4f} (over white)"
         )
     print(line)
     print("wrote " + ", ".join(str(p) for p in result.written))
+    if evaluation and evaluation.get("stopped"):
+        print(
+            f"nrender: evaluation stopped after {evaluation['views']} of "
+            f"{evaluation['views_in_split']} {evaluation['split']} views (the field is complete; "
+            f"`nrender nerf render {output}` evaluates every view)",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     return 0
 
 

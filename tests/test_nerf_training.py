@@ -324,6 +324,27 @@ def test_resume_after_a_stop_repeats_the_uninterrupted_run(dataset, tmp_path):
     assert torch.equal(straight.file.occupancy.density, resumed.file.occupancy.density)
 
 
+def test_a_stop_during_the_evaluation_keeps_the_field_and_a_partial_report(dataset, tmp_path):
+    # Catches a Ctrl-C that only takes effect after every test view is rendered (long at
+    # 800x800), and a partial report that claims the mean of views it never rendered.
+    out = tmp_path / "s.nfield"
+    asked_after_saving = []
+
+    def stop() -> bool:  # false while training; true from the second evaluation view on
+        if out.exists():
+            asked_after_saving.append(True)
+        return len(asked_after_saving) >= 2
+
+    preset = replace(TEST_PRESET, steps=3, batch_rays=64)
+    result = train_field(dataset, out, preset, device="cpu", progress=False, stop=stop)
+    evaluation = result.report["evaluation"]
+    assert evaluation["stopped"] and evaluation["views"] == 1 and evaluation["views_in_split"] == 3
+    assert evaluation["psnr_db"] == pytest.approx(evaluation["psnr_db_per_view"][0], abs=1e-3)
+    assert NerfFile.load(out).metadata["training"]  # the field is whole
+    report = json.loads(out.with_name("s.report.json").read_text())
+    assert report["evaluation"]["stopped"] is True
+
+
 def test_cli_render_and_errors(trained, tmp_path, capsys, monkeypatch):
     path, _ = trained
     monkeypatch.chdir(tmp_path)  # the field finds its dataset from another folder

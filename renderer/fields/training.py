@@ -288,7 +288,7 @@ def train_field(
     )
     nerf.save(output)
     store.discard()
-    report, written = write_report(nerf, evaluation, output, stats, progress)
+    report, written = write_report(nerf, evaluation, output, stats, progress, stop)
     return TrainResult(nerf, report, [output, *written])
 
 
@@ -303,10 +303,15 @@ def _evaluation_split(dataset_dir: Path) -> Any:
 
 
 def evaluate_views(
-    nerf: NerfFile, dataset: Any, progress: bool = False, background: tuple = WHITE
+    nerf: NerfFile,
+    dataset: Any,
+    progress: bool = False,
+    background: tuple = WHITE,
+    stop: StopRequest | None = None,
 ) -> tuple[list[np.ndarray], list[np.ndarray], list[float], list[float]]:
     """Renders of every view of `dataset`, their ground truth over `background`, and the
-    PSNR and SSIM of each (colours as stored: sRGB values in [0, 1])."""
+    PSNR and SSIM of each (colours as stored: sRGB values in [0, 1]). When `stop()` turns
+    true the views rendered so far are returned (and as many ground truths)."""
     from .dataset import composite
 
     dev = nerf.field.aabb.device
@@ -315,6 +320,8 @@ def evaluate_views(
     renders, psnrs, ssims = [], [], []
     bar = progress_bar(progress, len(truths), "evaluate", "view")
     for i, truth in enumerate(truths):
+        if stop is not None and stop():
+            break
         c2w = torch.from_numpy(dataset.c2w[i]).float()
         color, _ = render_image(
             nerf.field, nerf.occupancy, c2w, dataset.focal, dataset.width, dataset.height, bg
@@ -325,12 +332,20 @@ def evaluate_views(
         ssims.append(ssim(image, truth))
         bar.update(1)
     bar.close()
-    return renders, list(truths), psnrs, ssims
+    return renders, list(truths[: len(renders)]), psnrs, ssims
 
 
 def write_report(
-    nerf: NerfFile, evaluation: Any, output: Path, stats: dict[str, Any], progress: bool
+    nerf: NerfFile,
+    evaluation: Any,
+    output: Path,
+    stats: dict[str, Any],
+    progress: bool,
+    stop: StopRequest | None = None,
 ) -> tuple[dict[str, Any], list[Path]]:
+    """The report beside `output`, with PSNR and SSIM over the evaluation views. A stop
+    request during the evaluation ends it early: the report then holds the views done so
+    far (`"stopped": true`, no means when there are none)."""
     report: dict[str, Any] = {
         "field": str(output),
         "dataset": nerf.metadata["dataset"],
@@ -340,15 +355,18 @@ def write_report(
     }
     written: list[Path] = []
     if evaluation is not None:
-        renders, truths, psnrs, ssims = evaluate_views(nerf, evaluation, progress)
+        renders, truths, psnrs, ssims = evaluate_views(nerf, evaluation, progress, stop=stop)
         report["evaluation"] = {
             "split": evaluation.split,
             "views": len(renders),
             "background": "white",
-            "psnr_db": float(np.mean(psnrs)),
-            "ssim": float(np.mean(ssims)),
             "psnr_db_per_view": [round(p, 3) for p in psnrs],
         }
+        if renders:
+            report["evaluation"]["psnr_db"] = float(np.mean(psnrs))
+            report["evaluation"]["ssim"] = float(np.mean(ssims))
+        if len(renders) < len(evaluation.c2w):
+            report["evaluation"].update(stopped=True, views_in_split=len(evaluation.c2w))
         for i in range(min(REPORT_IMAGES, len(renders))):
             path = output.with_name(f"{output.stem}.{evaluation.split}_{i:03d}.png")
             side = np.concatenate([renders[i], truths[i]], axis=1)
