@@ -522,7 +522,7 @@ def cmd_nerf_train(args: argparse.Namespace) -> int:
         print(
             f"nrender: evaluation stopped after {evaluation['views']} of "
             f"{evaluation['views_in_split']} {evaluation['split']} views (the field is complete; "
-            f"`nrender nerf render {output}` evaluates every view)",
+            f"`nrender nerf render {output} -o DIR` evaluates every view)",
             file=sys.stderr,
         )
         return EXIT_INTERRUPTED

@@ -39,19 +39,20 @@ step() {
   shift 2
   local start
   start=$(date +%s)
-  timeout "$limit" "$@" > "$out/$name.log" 2>&1
+  timeout -s INT -k 20 "$limit" "$@" > "$out/$name.log" 2>&1
   local rc=$?
   echo "$name: rc=$rc, $(($(date +%s) - start)) s" | tee -a "$out/summary.txt"
   return $rc
 }
 
-nrender() { python3 -m renderer "$@"; }
+# an array, not a function: `timeout` runs commands, not shell functions
+nrender=(python3 -m renderer)
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv > "$out/gpu.txt" 2>&1
 step pytest_gpu 200 python3 -m pytest -m gpu -q -p no:cacheprovider tests
-step nerf_dataset 60 nrender nerf dataset scenes/default --objects ring,block,column,ball \
+step nerf_dataset 60 "${nrender[@]}" nerf dataset scenes/default --objects ring,block,column,ball \
   -o "$out/objects" --device "$device" "${dataset_size[@]}" --quiet || exit 1
-step nerf_train 100 nrender nerf train "$out/objects" -o "$out/objects.nfield" \
+step nerf_train 100 "${nrender[@]}" nerf train "$out/objects" -o "$out/objects.nfield" \
   --device "$device" "${train_size[@]}" --quiet || exit 1
 # the default scene with those objects replaced by the field (where they stood)
 python3 - "$out" <<'EOF'
@@ -67,5 +68,5 @@ scene["meshes"] = {k: scene["meshes"][k] for k in ("ground", "panel")}
 scene["volumes"] = [{"nerf": "objects.nfield"}]
 (out / "nerf_scene.json").write_text(json.dumps(scene, indent=1))
 EOF
-step bench 180 nrender bench "$out/nerf_scene.json" --device "$device" "${bench_size[@]}" \
+step bench 180 "${nrender[@]}" bench "$out/nerf_scene.json" --device "$device" "${bench_size[@]}" \
   --bvh-triangles 0 --material-queries 0 --out "$out/bench.json"
