@@ -18,6 +18,7 @@ import pytest
 import torch
 from conftest import assert_mean_close
 from nerf_fixtures import METADATA
+from test_gpu import _fp16_mlp as fp16_mlp  # the tensor-core arithmetic, simulated
 from test_nerf_field import AABB, march_rays, random_field, unit
 from test_volumes import AROUND_BALL, stage
 
@@ -33,18 +34,6 @@ pytestmark = pytest.mark.gpu
 # Queries per dispatch: a multiple of the 64-thread groups, so every warp is whole and
 # takes the tensor-core path.
 WHOLE_WARPS = 64 * 96
-
-
-def fp16_mlp(mlp: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """The tensor-core arithmetic, simulated: inputs, weights and hidden activations
-    rounded to fp16, products and sums in fp32, fp32 biases, fp32 outputs."""
-    a = x.half().float()
-    layers = list(mlp.layers)
-    for i, layer in enumerate(layers):
-        a = a @ layer.weight.half().float().t() + layer.bias
-        if i + 1 < len(layers):
-            a = torch.relu(a).half().float()
-    return a
 
 
 def fp16_field(
