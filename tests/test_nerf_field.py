@@ -180,18 +180,24 @@ def test_slang_march_equals_torch_compositing(queries: NerfQueries, field_a: Ner
     np.testing.assert_array_equal(shadow_t, transmittance)
 
 
+def assert_march_matches_torch(cpu, nerf: NerfFile, rays: tuple[np.ndarray, ...]) -> np.ndarray:
+    """The Slang march of `nerf` (placed as is) equals torch's on `rays` (march_rays'
+    tuple) to 1e-5 in colour and transmittance; returns torch's transmittance."""
+    q = NerfQueries([PlacedField(nerf, np.eye(4))], cpu)
+    color, transmittance = q.march(*rays)
+    ref_color, ref_t = torch_march(nerf, *rays)
+    np.testing.assert_allclose(color, ref_color, atol=1e-5)
+    np.testing.assert_allclose(transmittance, ref_t, atol=1e-5)
+    return ref_t
+
+
 def test_sparse_occupancy_is_skipped_exactly(cpu) -> None:
     # Catches: empty-space skipping that jumps past the first lattice sample of the next
     # occupied cell (or lands between lattice points): with one cell in ten occupied,
     # most of a ray's samples are skipped, and the result must still be the per-sample
     # test's.
     nerf = random_field(seed=4, occupied_share=0.1, density_offset=2.0)
-    q = NerfQueries([PlacedField(nerf, np.eye(4))], cpu)
-    origins, dirs, jitter, t_far = march_rays(1200, seed=5)
-    color, transmittance = q.march(origins, dirs, jitter, t_far)
-    ref_color, ref_t = torch_march(nerf, origins, dirs, jitter, t_far)
-    np.testing.assert_allclose(color, ref_color, atol=1e-5)
-    np.testing.assert_allclose(transmittance, ref_t, atol=1e-5)
+    ref_t = assert_march_matches_torch(cpu, nerf, march_rays(1200, seed=5))
     assert (ref_t < 0.9).mean() > 0.2
 
 
@@ -290,10 +296,5 @@ def test_empty_blocks_are_skipped_exactly(cpu) -> None:
     nerf.occupancy.occupied = (cells & used).reshape(-1)
     blocks = coarse_occupancy(nerf.occupancy.occupied, 32, COARSE_FACTOR)
     assert 0.2 < blocks.mean() < 0.5
-    q = NerfQueries([PlacedField(nerf, np.eye(4))], cpu)
-    origins, dirs, jitter, t_far = march_rays(2000, seed=8)
-    color, transmittance = q.march(origins, dirs, jitter, t_far)
-    ref_color, ref_t = torch_march(nerf, origins, dirs, jitter, t_far)
-    np.testing.assert_allclose(color, ref_color, atol=1e-5)
-    np.testing.assert_allclose(transmittance, ref_t, atol=1e-5)
+    ref_t = assert_march_matches_torch(cpu, nerf, march_rays(2000, seed=8))
     assert (ref_t < 0.9).mean() > 0.2 and (ref_t[:500] == 1).mean() > 0.05
