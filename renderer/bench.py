@@ -16,11 +16,13 @@ import numpy as np
 import slangpy as spy
 
 from .accel import build_bvh
+from .device import RenderDevice
 from .materials import MaterialQueries, load_material
 from .materials.graph import Layer, Lobe, MaterialGraph, Stack
 from .paths import materials_dir
 from .render import Renderer
 from .scene import load_scene
+from .scene.types import Scene
 from .version import __version__
 
 
@@ -66,10 +68,30 @@ def bench_render(
     }
 
 
-def _best_frame(renderer: Renderer, spp: int, schedule: str, repeats: int = 3) -> float:
+def best_frame(
+    renderer: Renderer, spp: int, schedule: str, repeats: int = 3, materials: str | None = None
+) -> float:
     """Seconds of the fastest of `repeats` frames, after one that compiles and warms up."""
-    renderer.render(spp=1, schedule=schedule)
-    return min(renderer.render(spp=spp, schedule=schedule).seconds for _ in range(repeats))
+    renderer.render(spp=1, schedule=schedule, materials=materials)
+    return min(
+        renderer.render(spp=spp, schedule=schedule, materials=materials).seconds
+        for _ in range(repeats)
+    )
+
+
+def tensor_core_frames(scene: Scene, device: RenderDevice, materials: str | None = None) -> dict:
+    """CUDA: one 1920x1080 1-spp frame of `scene` with its neural networks (materials and
+    NeRF volumes) per lane and on tensor cores, with each schedule (the megakernel's
+    warps are whole or coherent mostly at the first hit), best of 5, in ms."""
+    hd = replace(scene, camera=replace(scene.camera, resolution=(1920, 1080)))
+    ms: dict[str, float] = {}
+    for mlp in ("per-lane", "auto"):
+        renderer = Renderer(hd, device, neural_mlp=mlp)
+        for schedule in ("megakernel", "wavefront"):
+            key = f"{'tensor_core' if mlp == 'auto' else 'per_lane'}_{schedule}"
+            seconds = best_frame(renderer, 1, schedule, repeats=5, materials=materials)
+            ms[key] = round(1000 * seconds, 3)
+    return {"resolution": [1920, 1080], "ms_per_frame_1spp": ms}
 
 
 def bench_volumes(
@@ -88,8 +110,8 @@ def bench_volumes(
     seconds: dict[str, dict[str, float]] = {}
     for schedule in ("megakernel", "wavefront"):
         seconds[schedule] = {
-            "with_volumes": round(_best_frame(with_volumes, spp, schedule), 4),
-            "without_volumes": round(_best_frame(without, spp, schedule), 4),
+            "with_volumes": round(best_frame(with_volumes, spp, schedule), 4),
+            "without_volumes": round(best_frame(without, spp, schedule), 4),
         }
     report: dict[str, Any] = {
         "volumes": len(scene.volumes),
@@ -101,14 +123,7 @@ def bench_volumes(
         },
     }
     if with_volumes.device.kind == "cuda":
-        hd = replace(scene, camera=replace(scene.camera, resolution=(1920, 1080)))
-        ms: dict[str, float] = {}
-        for mlp in ("per-lane", "auto"):
-            renderer = Renderer(hd, device=with_volumes.device, neural_mlp=mlp)
-            for schedule in ("megakernel", "wavefront"):
-                key = f"{'tensor_core' if mlp == 'auto' else 'per_lane'}_{schedule}"
-                ms[key] = round(1000 * _best_frame(renderer, 1, schedule, repeats=5), 3)
-        report["tensor_core"] = {"resolution": [1920, 1080], "ms_per_frame_1spp": ms}
+        report["tensor_core"] = tensor_core_frames(scene, with_volumes.device)
     return report
 
 

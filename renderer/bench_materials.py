@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .bench import tensor_core_frames
 from .device import open_device
 from .layout import INVALID_INDEX
 from .materials import MaterialQueries, load_material
@@ -238,25 +239,6 @@ def coherence(scene_path: Path, device: str, resolution: tuple[int, int]) -> dic
     }
 
 
-def tensor_core_frames(scene_path: Path, device: str, resolution: tuple[int, int]) -> dict:
-    """CUDA only: one 1-spp frame, neural materials, per-lane vs tensor-core decoder, with
-    each schedule (the megakernel's warps are coherent almost only at the first hit)."""
-    scene = load_scene(scene_path)
-    scene.camera.resolution = resolution
-    out = {}
-    for mlp in ("per-lane", "auto"):
-        renderer = Renderer(scene, device, neural_mlp=mlp)
-        for schedule in ("megakernel", "wavefront"):
-            renderer.render(spp=1, materials="neural", schedule=schedule)
-            best = min(
-                renderer.render(spp=1, materials="neural", schedule=schedule).seconds
-                for _ in range(5)
-            )
-            key = f"{'tensor_core' if mlp == 'auto' else 'per_lane'}_{schedule}"
-            out[key] = round(1000.0 * best, 3)
-    return {"resolution": list(resolution), "ms_per_frame_1spp": out}
-
-
 def run_material_benchmarks(
     *,
     device: str,
@@ -285,7 +267,8 @@ def run_material_benchmarks(
         "coherence": coherence(scene_path, device, resolution),
     }
     if renderer_device.kind == "cuda":
-        report["tensor_core"] = tensor_core_frames(scene_path, device, (1920, 1080))
+        scene = load_scene(scene_path)
+        report["tensor_core"] = tensor_core_frames(scene, renderer_device, materials="neural")
     return report
 
 
